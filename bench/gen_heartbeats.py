@@ -1,0 +1,116 @@
+"""Fill an agents database with N agents and M heartbeats (plus metrics and events) for benches.
+
+    python bench/gen_heartbeats.py --dsn DSN [--agents 1000] [--heartbeats 10000000] [--days 30]
+
+The rows are made server-side by generate_series, spread evenly over the last --days days in time
+order (the order agents write them), in chunks of --chunk rows (one transaction each). The DSN
+needs a superuser or bg_agents_owner (it creates the past days' partitions first). Prints the
+insert rate and the resulting table sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import psycopg
+
+AGENTS_SQL = """
+INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat, config, metadata)
+SELECT format('agent-%%s', lpad(g::text, 5, '0')),
+       format('Agent %%s', g),
+       (ARRAY['worker', 'planner', 'reviewer', 'monitor'])[1 + g %% 4],
+       CASE WHEN g %% 100 = 0 THEN 'stopped' ELSE 'running' END,
+       now() - make_interval(days => %(days)s),
+       now(),
+       jsonb_build_object('pool', g %% 10, 'interval_s', 30),
+       jsonb_build_object('region', (ARRAY['eu', 'us', 'ap'])[1 + g %% 3])
+FROM generate_series(1, %(agents)s::integer) g
+ON CONFLICT (agent_id) DO NOTHING
+"""
+
+# Row g of M is at now() - (M - g) * step: evenly spaced, the last one now.
+HEARTBEATS_SQL = """
+INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics, error_count)
+SELECT format('agent-%%s', lpad((1 + g %% %(agents)s)::text, 5, '0')),
+       now() - (%(total)s - g) * %(step)s * interval '1 second',
+       CASE WHEN g %% 50 = 0 THEN 'degraded' ELSE 'running' END,
+       jsonb_build_object('cpu_percent', g %% 100, 'memory_mb', 200 + g %% 800),
+       (g %% 97 = 0)::integer
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
+"""
+
+METRICS_SQL = """
+INSERT INTO performance_metrics (agent_id, metric_name, value, unit, tags, timestamp)
+SELECT format('agent-%%s', lpad((1 + g %% %(agents)s)::text, 5, '0')),
+       (ARRAY['task_seconds', 'queue_depth', 'tokens_per_second'])[1 + g %% 3],
+       (g %% 1000) / 10.0,
+       (ARRAY['s', 'count', 'tokens/s'])[1 + g %% 3],
+       jsonb_build_object('pool', g %% 10),
+       now() - (%(total)s - g) * %(step)s * interval '1 second'
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
+"""
+
+EVENTS_SQL = """
+INSERT INTO system_events (event_type, severity, source, agent_id, event_data, timestamp)
+SELECT (ARRAY['task_done', 'task_failed', 'restart'])[1 + g %% 3],
+       (ARRAY['INFO', 'ERROR', 'WARNING'])[1 + g %% 3],
+       'bench',
+       format('agent-%%s', lpad((1 + g %% %(agents)s)::text, 5, '0')),
+       jsonb_build_object('task', g),
+       now() - (%(total)s - g) * %(step)s * interval '1 second'
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
+"""
+
+
+def fill(conn: psycopg.Connection, query: str, total: int, agents: int, days: int,
+         chunk: int, label: str) -> None:
+    if total <= 0:
+        return
+    step = days * 86400.0 / total
+    start = time.monotonic()
+    for lo in range(1, total + 1, chunk):
+        hi = min(lo + chunk - 1, total)
+        conn.execute(query, {"agents": agents, "total": total, "step": step, "lo": lo, "hi": hi})
+    took = time.monotonic() - start
+    print(f"{label:<20} {total:>12,} rows  {took:8.1f} s  {total / took:>10,.0f} rows/s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--agents", type=int, default=1000)
+    ap.add_argument("--heartbeats", type=int, default=10_000_000)
+    ap.add_argument("--metrics", type=int, help="default: heartbeats / 10")
+    ap.add_argument("--events", type=int, help="default: heartbeats / 1000")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--chunk", type=int, default=500_000)
+    args = ap.parse_args()
+    metrics = args.heartbeats // 10 if args.metrics is None else args.metrics
+    events = args.heartbeats // 1000 if args.events is None else args.events
+
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT count(*) FROM bgdb_partition_premake(%(ahead)s,"
+            " ((now() AT TIME ZONE 'UTC')::date - %(days)s))",
+            {"ahead": args.days + 14, "days": args.days},
+        )
+        conn.execute(AGENTS_SQL, {"agents": args.agents, "days": args.days})
+        fill(conn, HEARTBEATS_SQL, args.heartbeats, args.agents, args.days, args.chunk,
+             "agent_heartbeats")
+        fill(conn, METRICS_SQL, metrics, args.agents, args.days, args.chunk, "performance_metrics")
+        fill(conn, EVENTS_SQL, events, args.agents, args.days, args.chunk, "system_events")
+        start = time.monotonic()
+        conn.execute("ANALYZE")
+        conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY agent_health_summary")
+        print(f"{'analyze + refresh':<20} {time.monotonic() - start:29.1f} s")
+        for name, size in conn.execute(
+            "SELECT t, pg_size_pretty(sum(pg_total_relation_size(p.relid)))"
+            " FROM unnest(ARRAY['agent_heartbeats', 'performance_metrics', 'system_events']) t,"
+            " pg_partition_tree(t::regclass) p GROUP BY t ORDER BY t"
+        ):
+            print(f"{name:<20} {size:>12}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Operator tools for the agents database: migrations, CLI."""

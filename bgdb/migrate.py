@@ -1,0 +1,368 @@
+"""Versioned schema migrations: sql/roles.sql, then the pending sql/migrations/NNNN_name.sql.
+
+    python -m bgdb.migrate --dsn DSN [--dir sql/migrations] [--role bg_agents_owner]
+                           [--app-user bg_agents_user] [--dry-run] [--status]
+
+Each migration runs in its own transaction, as the owner role (SET LOCAL ROLE), under a
+transaction-level advisory lock, and is recorded in public.schema_migrations with the sha256 of
+the file. A file whose content changed after it was applied is an error naming the file (exit 2);
+so is a badly named file. Database errors exit 1.
+
+Runs on the database hosts too, so: stdlib + psycopg 3.1 (Debian 12's python3-psycopg) only.
+The deploy calls `plan`, `apply` and `status` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+DEFAULT_OWNER = "bg_agents_owner"
+DEFAULT_APP_USER = "bg_agents_user"
+DEFAULT_APP_CONNECTION_LIMIT = 100
+# One key for every runner of every version: pg_advisory_xact_lock(LOCK_KEY) serialises them.
+LOCK_KEY = 0x6267_6462_0004  # "bgdb" + issue 4
+HISTORY_TABLE = "public.schema_migrations"
+NAME_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
+NOTICE_PREFIX = "bgdb: "
+
+Connection = psycopg.Connection[Any]
+
+
+class MigrationError(Exception):
+    """A migration could not be applied (database error); exit code 1."""
+
+    exit_code = 1
+
+
+class NamingError(MigrationError):
+    """A file in the migrations directory is not named NNNN_name.sql, or versions collide."""
+
+    exit_code = 2
+
+
+class DriftError(MigrationError):
+    """The database's migration history does not match the files (changed or missing file)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+    checksum: str
+    text: str = field(repr=False)
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Files compared with the history: what is pending, and what drifted."""
+
+    migrations: list[Migration]
+    applied: list[Applied]
+    pending: list[Migration]
+    changed: list[Migration]
+    missing: list[Applied]
+
+    @property
+    def drift(self) -> list[str]:
+        out = [f"{m.filename}: changed after it was applied (checksum differs)" for m in self.changed]
+        out += [f"{a.version:04d}_{a.name}.sql: applied but missing from the directory"
+                for a in self.missing]
+        return out
+
+    def raise_for_drift(self) -> None:
+        if self.drift:
+            raise DriftError("; ".join(self.drift))
+
+
+@dataclass
+class ApplyResult:
+    applied: list[Migration] = field(default_factory=list)
+    pending: list[Migration] = field(default_factory=list)  # what a dry run would apply
+    role_changes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.role_changes)
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_name(filename: str) -> tuple[int, str]:
+    """'0007_add_index.sql' -> (7, 'add_index'); anything else raises NamingError."""
+    match = NAME_RE.match(filename)
+    if not match:
+        raise NamingError(
+            f"{filename}: migration files must be named NNNN_name.sql "
+            "(4 digits, lowercase letters, digits and underscores)"
+        )
+    version = int(match["version"])
+    if version == 0:
+        raise NamingError(f"{filename}: version 0000 is not allowed, start at 0001")
+    return version, match["name"]
+
+
+def discover(directory: Path) -> list[Migration]:
+    """The *.sql files of directory, ordered by version. Other files (README, ...) are ignored."""
+    if not directory.is_dir():
+        raise MigrationError(f"{directory}: not a directory")
+    by_version: dict[int, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql" or not path.is_file():
+            continue
+        version, name = parse_name(path.name)
+        if version in by_version:
+            raise NamingError(
+                f"{path.name}: version {version:04d} already used by {by_version[version].filename}"
+            )
+        data = path.read_bytes()
+        by_version[version] = Migration(version, name, path, checksum(data), data.decode("utf-8"))
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def compare(migrations: Sequence[Migration], applied: Sequence[Applied]) -> Plan:
+    """Pure comparison of files and history (no database)."""
+    files = {m.version: m for m in migrations}
+    done = {a.version: a for a in applied}
+    return Plan(
+        migrations=list(migrations),
+        applied=sorted(applied, key=lambda a: a.version),
+        pending=[m for m in migrations if m.version not in done],
+        changed=[m for m in migrations if m.version in done and done[m.version].checksum != m.checksum],
+        missing=[a for v, a in sorted(done.items()) if v not in files],
+    )
+
+
+def connect(dsn: str) -> Connection:
+    return psycopg.connect(dsn, autocommit=True, application_name="bgdb-migrate")
+
+
+def read_applied(conn: Connection) -> list[Applied]:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [HISTORY_TABLE]).fetchone()
+    if not row or not row[0]:
+        return []
+    rows = conn.execute(
+        f"SELECT version, name, checksum, applied_at FROM {HISTORY_TABLE} ORDER BY version"
+    ).fetchall()
+    return [Applied(*r) for r in rows]
+
+
+def plan(conn: Connection, directory: Path = DEFAULT_DIR) -> Plan:
+    return compare(discover(directory), read_applied(conn))
+
+
+def status(conn: Connection, directory: Path = DEFAULT_DIR) -> list[tuple[str, str]]:
+    """(file, state) per migration: 'applied <time>', 'pending', 'CHANGED ...', 'MISSING ...'."""
+    p = plan(conn, directory)
+    done = {a.version: a for a in p.applied}
+    changed = {m.version for m in p.changed}
+    rows: list[tuple[str, str]] = []
+    for m in p.migrations:
+        if m.version in changed:
+            rows.append((m.filename, "CHANGED since applied (checksum differs)"))
+        elif m.version in done:
+            rows.append((m.filename, f"applied {done[m.version].applied_at:%Y-%m-%d %H:%M:%S%z}"))
+        else:
+            rows.append((m.filename, "pending"))
+    rows += [(f"{a.version:04d}_{a.name}.sql", "MISSING file, applied") for a in p.missing]
+    return rows
+
+
+def _lock(conn: Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+
+
+def apply_roles(
+    conn: Connection, roles_file: Path, *, app_user: str, app_connection_limit: int
+) -> list[str]:
+    """Run roles.sql (idempotent) and return the changes it reported."""
+    changes: list[str] = []
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        message = diag.message_primary or ""
+        if message.startswith(NOTICE_PREFIX):
+            changes.append(message[len(NOTICE_PREFIX):])
+
+    text = roles_file.read_text(encoding="utf-8")
+    conn.add_notice_handler(on_notice)
+    try:
+        with conn.transaction():
+            _lock(conn)
+            conn.execute(
+                "SELECT set_config('bgdb.app_user', %s, true),"
+                " set_config('bgdb.app_connection_limit', %s, true)",
+                [app_user, str(app_connection_limit)],
+            )
+            conn.execute(text, prepare=False)
+    except psycopg.Error as exc:
+        raise MigrationError(f"{roles_file.name}: {exc}".strip()) from exc
+    finally:
+        conn.remove_notice_handler(on_notice)
+    return changes
+
+
+def ensure_history_table(conn: Connection, *, owner: str, app_user: str) -> None:
+    with conn.transaction():
+        _lock(conn)
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [HISTORY_TABLE]).fetchone()
+        if row and row[0]:
+            return
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(
+            f"CREATE TABLE {HISTORY_TABLE} ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        # The owner's default privileges just gave the application write access: take it back,
+        # the application must not rewrite the migration history.
+        conn.execute(
+            sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(
+                sql.SQL(HISTORY_TABLE), sql.Identifier(app_user)
+            )
+        )
+
+
+def apply_one(conn: Connection, migration: Migration, *, owner: str) -> bool:
+    """Apply one migration in one transaction; False if another runner applied it meanwhile."""
+    try:
+        with conn.transaction():
+            _lock(conn)
+            row = conn.execute(
+                f"SELECT checksum FROM {HISTORY_TABLE} WHERE version = %s", [migration.version]
+            ).fetchone()
+            if row:
+                if row[0] != migration.checksum:
+                    raise DriftError(f"{migration.filename}: changed after it was applied")
+                return False
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+            conn.execute(migration.text, prepare=False)
+            conn.execute(
+                f"INSERT INTO {HISTORY_TABLE} (version, name, checksum) VALUES (%s, %s, %s)",
+                [migration.version, migration.name, migration.checksum],
+            )
+    except psycopg.Error as exc:
+        raise MigrationError(f"{migration.filename}: {exc}".strip()) from exc
+    return True
+
+
+def apply(
+    conn: Connection,
+    directory: Path = DEFAULT_DIR,
+    *,
+    roles_file: Path | None = None,
+    owner: str = DEFAULT_OWNER,
+    app_user: str = DEFAULT_APP_USER,
+    app_connection_limit: int = DEFAULT_APP_CONNECTION_LIMIT,
+    dry_run: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """Roles, then every pending migration in version order. `conn` must be in autocommit mode.
+
+    Drift (a changed or missing applied file) is checked before anything is changed. A dry run
+    changes nothing and returns the pending migrations.
+    """
+    if not conn.autocommit:
+        raise MigrationError("apply() needs an autocommit connection (one transaction per file)")
+    p = plan(conn, directory)
+    p.raise_for_drift()
+    if dry_run:
+        return ApplyResult(pending=p.pending)
+    result = ApplyResult()
+    roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
+    result.role_changes = apply_roles(
+        conn, roles, app_user=app_user, app_connection_limit=app_connection_limit
+    )
+    for change in result.role_changes:
+        if report:
+            report(f"role: {change}")
+    ensure_history_table(conn, owner=owner, app_user=app_user)
+    for migration in p.pending:
+        if apply_one(conn, migration, owner=owner):
+            result.applied.append(migration)
+            if report:
+                report(f"applied {migration.filename}")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bgdb.migrate", description=__doc__.split("\n")[0])
+    ap.add_argument("--dsn", default="", help="libpq connection string (default: PG* environment)")
+    ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="migrations directory")
+    ap.add_argument("--roles-file", type=Path, help="default: roles.sql next to --dir")
+    ap.add_argument("--role", default=DEFAULT_OWNER, help="owner role the migrations run as")
+    ap.add_argument("--app-user", default=os.environ.get("POSTGRESQL_USER") or DEFAULT_APP_USER)
+    ap.add_argument("--app-connection-limit", type=int, default=DEFAULT_APP_CONNECTION_LIMIT)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print what would be applied")
+    mode.add_argument("--status", action="store_true", help="print each migration's state")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with connect(args.dsn) as conn:
+            if args.status:
+                rows = status(conn, args.dir)
+                width = max((len(f) for f, _ in rows), default=0)
+                for filename, state in rows:
+                    print(f"{filename:<{width}}  {state}")
+                return DriftError.exit_code if plan(conn, args.dir).drift else 0
+            result = apply(
+                conn,
+                args.dir,
+                roles_file=args.roles_file,
+                owner=args.role,
+                app_user=args.app_user,
+                app_connection_limit=args.app_connection_limit,
+                dry_run=args.dry_run,
+                report=lambda line: print(line, flush=True),
+            )
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.Error as exc:
+        print(f"error: {exc}".strip(), file=sys.stderr)
+        return 1
+    if args.dry_run:
+        for m in result.pending:
+            print(f"would apply {m.filename}")
+        print(f"{len(result.pending)} migration(s) pending" if result.pending else "up to date")
+    else:
+        print(f"applied {len(result.applied)} migration(s)" if result.applied else "up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Facts and operations that talk to PostgreSQL on the host as the postgres OS user (peer auth).
+
+pyinfra's postgres.role(password=...) always reports a change and postgres.sql never is
+idempotent; these read state first and yield a command only when something has to change.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.api.command import MaskString
+
+from deploy import scram
+
+_NO_SERVER = "__BGDB_NO_SERVER__"
+_ERROR = "__BGDB_ERROR__"
+
+
+def psql(sql: str, *, database: str = "postgres", port: int = 5432, extra: str = "") -> str:
+    """A shell command running `sql` as the postgres OS user, stopping at the first error."""
+    return (f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {port} {extra}"
+            f" -d {shlex.quote(database)} -c {shlex.quote(sql)}")
+
+
+class PsqlRows(FactBase[list[list[str]] | None]):
+    """Rows of a query (tab-separated), None when the server is down or the query failed
+    (e.g. the database does not exist yet on a fresh host)."""
+
+    def command(self, query: str, database: str = "postgres", port: int = 5432) -> str:
+        sock = f"/var/run/postgresql/.s.PGSQL.{port}"
+        run = psql(query, database=database, port=port, extra="-F $'\\t'")
+        return (f"if [ -S {sock} ]; then {run} 2>/dev/null || echo {_ERROR}; "
+                f"else echo {_NO_SERVER}; fi")
+
+    def process(self, output: list[str]) -> list[list[str]] | None:
+        if output and output[-1] in (_NO_SERVER, _ERROR):
+            return None
+        return [line.split("\t") for line in output]
+
+
+def rows(query: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
+    return host.get_fact(PsqlRows, query=query, database=database, port=port)
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+@operation()
+def role(role_name: str, *, login: bool, port: int = 5432, attributes: str = ""):
+    """Create the role if missing (attributes such as 'SUPERUSER' or 'CONNECTION LIMIT 50')."""
+    found = rows(f"SELECT 1 FROM pg_roles WHERE rolname = {literal(role_name)}", port=port)
+    if not found:
+        kind = "LOGIN" if login else "NOLOGIN"
+        yield psql(f"CREATE ROLE {ident(role_name)} {kind} {attributes}", port=port)
+
+
+@operation()
+def role_password(role_name: str, password: str, port: int = 5432):
+    """Set the role's password only when the stored SCRAM verifier does not match it; send the
+    verifier, never the plaintext, and mask it in pyinfra's output."""
+    stored = rows(f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = "
+                  f"{literal(role_name)}", port=port)
+    current = stored[0][0] if stored else None
+    if current is not None and scram.matches(password, current):
+        return
+    sql = f"ALTER ROLE {ident(role_name)} PASSWORD {literal(scram.verifier(password))}"
+    yield StringCommand(MaskString(psql(sql, port=port)))
+
+
+@operation()
+def database(db: str, owner: str, port: int = 5432):
+    found = rows(f"SELECT 1 FROM pg_database WHERE datname = {literal(db)}", port=port)
+    if not found:
+        yield psql(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)}", port=port)
+
+
+@operation()
+def extension(ext: str, database_name: str, port: int = 5432):
+    found = rows(f"SELECT 1 FROM pg_extension WHERE extname = {literal(ext)}",
+                 database=database_name, port=port)
+    if not found:
+        yield psql(f"CREATE EXTENSION IF NOT EXISTS {ident(ext)}", database=database_name,
+                   port=port)
+
+
+@operation()
+def apply_config(unit: str, port: int = 5432):
+    """Reload, then restart only if a postmaster-context setting is waiting for one.
+
+    pg_file_settings re-reads the files at query time and marks a postmaster setting whose new
+    value differs from the running one with 'setting could not be applied': the same fact as
+    pg_settings.pending_restart, without racing the asynchronous SIGHUP of a reload.
+    """
+    pending = ("SELECT count(*) FROM pg_file_settings f JOIN pg_settings s USING (name) "
+               "WHERE s.context = 'postmaster' AND f.error IS NOT NULL")
+    yield (
+        f"systemctl reload {unit} && n=$({psql(pending, port=port)}) && "
+        f'if [ "$n" -gt 0 ]; then echo "restart: $n postmaster setting(s) changed"; '
+        f"systemctl restart {unit}; else echo 'reloaded, no restart needed'; fi"
+    )

@@ -1,0 +1,144 @@
+"""PostgreSQL server: install, cluster, tuned drop-in, pg_hba, TLS, firewall, kernel settings."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.facts.hardware import Cpus, Memory
+from pyinfra.facts.server import Hostname
+from pyinfra.operations import apt, files, server, systemd
+
+from deploy import certs, pgsql
+from deploy.render import as_file
+from deploy.settings import AppSettings, PostgresSettings, server_config
+
+APP_ROLES = ("bg_agents_user", "bg_agents_readonly")  # + the configured app user
+CA_PATH = "/etc/bgdb/ca.crt"
+
+
+def packages(pg: PostgresSettings) -> list[str]:
+    return [f"postgresql-{pg.version}", "python3-psycopg", "nftables", "sudo"]
+
+
+def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:
+    return list(pg.listen_addresses) or [service_address, "localhost"]
+
+
+def hba_roles(app: AppSettings) -> list[str]:
+    return list(dict.fromkeys([app.user, *APP_ROLES]))
+
+
+@deploy("Install and configure PostgreSQL")
+def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: list[str]) -> None:
+    address = str(host.data.get("service_address"))
+    files.put(
+        name="Let the deploy create the cluster (checksums, locale), not the package",
+        src=StringIO("create_main_cluster = false\n"),
+        dest="/etc/postgresql-common/createcluster.d/bgdb.conf",
+        create_remote_dir=True,
+    )
+    apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
+                 cache_time=86400, no_recommends=True)
+    server.shell(
+        name=f"Create cluster {pg.version}/{pg.cluster} with data checksums",
+        commands=[
+            f"pg_createcluster {pg.version} {pg.cluster} --port {pg.port} --locale {pg.locale} "
+            f"--encoding UTF8 --start -- --data-checksums"
+        ],
+        _if=lambda: not host.get_fact(_ClusterExists, version=pg.version, cluster=pg.cluster),
+    )
+
+    memory_mb = host.get_fact(Memory) or 1024
+    conf = server_config(pg, memory_mb * 1024, host.get_fact(Cpus) or 1)
+    hostname = host.get_fact(Hostname) or host.name
+    cert = certs.server_cert(host.name, [hostname, host.name, "localhost"],
+                             [address, "127.0.0.1"])
+    if pg.ssl_files:
+        cert = certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
+                                pg.ssl_files.ca.read_text())
+    ssl_ops = [
+        files.put(name="Upload the server certificate", src=StringIO(cert.cert_pem),
+                  dest=f"{pg.conf_dir}/bgdb-server.crt", user="postgres", group="postgres",
+                  mode="0644"),
+        files.put(name="Upload the server key", src=StringIO(cert.key_pem),
+                  dest=f"{pg.conf_dir}/bgdb-server.key", user="postgres", group="postgres",
+                  mode="0600"),
+        files.put(name="Upload the CA certificate for PostgreSQL", src=StringIO(cert.ca_pem),
+                  dest=f"{pg.conf_dir}/bgdb-ca.crt", user="postgres", group="postgres",
+                  mode="0644"),
+    ]
+    files.put(name="Publish the CA certificate for clients", src=StringIO(cert.ca_pem),
+              dest=CA_PATH, mode="0644", create_remote_dir=True)
+    tuned_for = (f"{memory_mb} MB RAM reported, {pg.memory_mb or memory_mb} MB used, "
+                 f"{host.get_fact(Cpus)} CPUs, {pg.disk}, {pg.workload}")
+    conf_op = files.put(
+        name="Write the tuned configuration drop-in",
+        src=as_file("bgdb.conf.j2", pg=pg, conf=conf, tuned_for=tuned_for,
+                    listen_addresses=listen_addresses(pg, address)),
+        dest=f"{pg.conf_dir}/conf.d/bgdb.conf", user="postgres", group="postgres", mode="0644",
+    )
+    hba_op = files.put(
+        name="Write pg_hba.conf",
+        src=as_file("pg_hba.conf.j2", pg=pg, app=app, app_roles=hba_roles(app),
+                    replica_addresses=replica_addresses),
+        dest=f"{pg.conf_dir}/pg_hba.conf", user="postgres", group="postgres", mode="0640",
+    )
+    systemd.service(name="Keep PostgreSQL running and enabled", service=pg.unit, running=True,
+                    enabled=True)
+    changed = [conf_op, hba_op, *ssl_ops]
+    pgsql.apply_config(name="Reload PostgreSQL; restart only if a setting needs it",
+                       unit=pg.unit, port=pg.port,
+                       _if=lambda: any(op.did_change() for op in changed))
+    _kernel_settings()
+    if pg.firewall:
+        _firewall(pg)
+
+
+def _kernel_settings() -> None:
+    sysctl = files.put(name="Write kernel settings for PostgreSQL",
+                       src=as_file("60-bgdb-postgresql.conf.j2"),
+                       dest="/etc/sysctl.d/60-bgdb-postgresql.conf", mode="0644")
+    # vm.* is global to the machine: inside a container the file is written but not loaded.
+    server.shell(name="Load kernel settings",
+                 commands=["sysctl -q -p /etc/sysctl.d/60-bgdb-postgresql.conf"],
+                 _if=lambda: sysctl.did_change() and not host.get_fact(_InContainer))
+
+
+def _firewall(pg: PostgresSettings) -> None:
+    def v4(nets: Any) -> list[str]:
+        return list(dict.fromkeys(str(n) for n in nets if n.version == 4))
+
+    rules = files.put(
+        name="Write the firewall rules",
+        src=as_file("firewall.nft.j2", pg=pg,
+                    client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs)),
+                    monitoring_cidrs=v4(pg.monitoring_cidrs),
+                    db_ports=[pg.port, *pg.extra_ports], monitoring_ports=[]),
+        dest="/etc/bgdb/firewall.nft", mode="0600", create_remote_dir=True,
+    )
+    unit = files.put(name="Install the firewall unit", src=as_file("bgdb-firewall.service.j2"),
+                     dest="/etc/systemd/system/bgdb-firewall.service", mode="0644")
+    systemd.service(name="Enable the firewall", service="bgdb-firewall", running=True,
+                    enabled=True, daemon_reload=unit.will_change)
+    systemd.service(name="Apply changed firewall rules", service="bgdb-firewall", reloaded=True,
+                    _if=lambda: rules.did_change() or unit.did_change())
+
+
+
+class _ClusterExists(FactBase[bool]):
+    def command(self, version: int, cluster: str) -> str:
+        return f"test -f /var/lib/postgresql/{version}/{cluster}/PG_VERSION && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]
+
+
+class _InContainer(FactBase[bool]):
+    def command(self) -> str:
+        return "systemd-detect-virt --container >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]

@@ -1,0 +1,276 @@
+"""Host data + POSTGRESQL_* environment -> one frozen, validated settings object per concern.
+
+Every check happens here, before any operation: a bad value raises SettingsError naming the key,
+the value, where it came from and what is allowed. Templates and checks read these objects only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy import tuning
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# GUCs whose value is a memory size, checked for sense against the host's RAM.
+_MEMORY_GUCS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size")
+
+
+class SettingsError(ValueError):
+    def __init__(self, key: str, value: object, allowed: str, source: str | None = None) -> None:
+        self.key = key
+        origin = f" (from {source})" if source else ""
+        super().__init__(f"settings error: {key} = {value!r}{origin}: {allowed}")
+
+
+class Data:
+    """Looks a key up in the environment override first, then in host/group data."""
+
+    def __init__(self, data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+        self._data = data
+        self._env = os.environ if env is None else env
+
+    def raw(self, key: str, default: Any = None, env: str | None = None) -> tuple[Any, str | None]:
+        if env and self._env.get(env, "") != "":
+            return self._env[env], env
+        value = self._data.get(key, default)
+        return (default if value is None else value), None
+
+    def integer(self, key: str, default: int, lo: int, hi: int, env: str | None = None) -> int:
+        value, src = self.raw(key, default, env)
+        try:
+            number = int(value)
+            if isinstance(value, bool) or (isinstance(value, float) and number != value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise SettingsError(key, value, f"expected an integer {lo}-{hi}", src) from None
+        if not lo <= number <= hi:
+            raise SettingsError(key, value, f"expected an integer {lo}-{hi}", src)
+        return number
+
+    def choice(self, key: str, default: str, allowed: Sequence[str], env: str | None = None) -> str:
+        value, src = self.raw(key, default, env)
+        if value not in allowed:
+            raise SettingsError(key, value, f"expected one of {', '.join(allowed)}", src)
+        return str(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value, _ = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise SettingsError(key, value, "expected True or False")
+        return value
+
+    def ident(self, key: str, default: str, env: str | None = None) -> str:
+        value, src = self.raw(key, default, env)
+        if not isinstance(value, str) or not _IDENT.match(value):
+            raise SettingsError(key, value, "expected a lowercase SQL identifier",
+                                src)
+        return value
+
+    def cidrs(self, key: str, *, required: bool) -> tuple[IPNetwork, ...]:
+        value, _ = self.raw(key, [])
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise SettingsError(key, value, "expected a list of CIDRs like ['10.0.0.0/24']")
+        if required and not value:
+            raise SettingsError(key, value, "expected at least one CIDR: nobody could connect")
+        nets = []
+        for item in value:
+            try:
+                nets.append(ipaddress.ip_network(str(item), strict=True))
+            except ValueError as exc:
+                raise SettingsError(key, item, f"not a valid CIDR ({exc})") from None
+        return tuple(nets)
+
+    def path(self, key: str, *, must_exist: bool = True) -> Path | None:
+        value, _ = self.raw(key)
+        if value is None:
+            return None
+        p = Path(str(value)).expanduser()
+        if must_exist and not p.is_file():
+            raise SettingsError(key, str(value), "file does not exist on this machine")
+        return p
+
+    def mapping(self, key: str) -> dict[str, str]:
+        value, _ = self.raw(key, {})
+        if not isinstance(value, Mapping):
+            raise SettingsError(key, value, "expected a dict of name -> value")
+        return {str(k): str(v) for k, v in value.items()}
+
+
+# --- application (the seed's POSTGRESQL_* variables) -------------------------------------------
+
+@dataclass(frozen=True)
+class AppSettings:
+    database: str
+    user: str
+    port: int
+    ssl_mode: str
+    pool_size: int
+    timeout: int
+    host: str | None  # where agents connect; None = the primary's service address
+
+    @property
+    def password_env(self) -> str:
+        return "POSTGRESQL_PASSWORD"
+
+
+def app_settings(data: Data) -> AppSettings:
+    host, _ = data.raw("app_host", None, "POSTGRESQL_HOST")
+    return AppSettings(
+        database=data.ident("app_database", "background_agents", "POSTGRESQL_DATABASE"),
+        user=data.ident("app_user", "bg_agents_user", "POSTGRESQL_USER"),
+        port=data.integer("app_port", 5432, 1, 65535, "POSTGRESQL_PORT"),
+        ssl_mode=data.choice("app_ssl_mode", "verify-full", SSL_MODES, "POSTGRESQL_SSL_MODE"),
+        pool_size=data.integer("app_pool_size", 10, 1, 10000, "POSTGRESQL_POOL_SIZE"),
+        timeout=data.integer("app_timeout", 30, 1, 3600, "POSTGRESQL_TIMEOUT"),
+        host=str(host) if host else None,
+    )
+
+
+# --- PostgreSQL server ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SslFiles:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    version: int
+    port: int
+    cluster: str
+    locale: str
+    workload: str
+    disk: str
+    memory_mb: int | None  # tune for this much RAM instead of what the host reports
+    listen_addresses: tuple[str, ...]  # () = the host's service address + localhost
+    allowed_cidrs: tuple[IPNetwork, ...]
+    admin_cidrs: tuple[IPNetwork, ...]  # break-glass superuser access; empty by default
+    monitoring_cidrs: tuple[IPNetwork, ...]
+    overrides: dict[str, str]
+    ssl_files: SslFiles | None  # None: the bundle's own CA issues the certificate
+    firewall: bool
+    ssh_port: int
+    app_connection_limit: int
+    superuser_reserved_connections: int
+    extra_ports: tuple[int, ...] = field(default=())  # PgBouncer, exporter: opened by firewall
+
+    @property
+    def data_dir(self) -> str:
+        return f"/var/lib/postgresql/{self.version}/{self.cluster}"
+
+    @property
+    def conf_dir(self) -> str:
+        return f"/etc/postgresql/{self.version}/{self.cluster}"
+
+    @property
+    def unit(self) -> str:
+        return f"postgresql@{self.version}-{self.cluster}"
+
+
+def postgres_settings(data: Data) -> PostgresSettings:
+    overrides = data.mapping("postgres_overrides")
+    for name in overrides:
+        if not re.match(r"^[a-z_][a-z0-9_.]*$", name):
+            raise SettingsError("postgres_overrides", name, "not a PostgreSQL setting name")
+    for name in _MEMORY_GUCS:
+        if name in overrides:
+            try:
+                tuning.parse_size_kb(overrides[name])
+            except ValueError as exc:
+                gkey = f"postgres_overrides.{name}"
+                raise SettingsError(gkey, overrides[name], str(exc)) from None
+    cert = data.path("postgres_ssl_cert_file")
+    key = data.path("postgres_ssl_key_file")
+    ca = data.path("postgres_ssl_ca_file")
+    given = [p for p in (cert, key, ca) if p is not None]
+    if given and len(given) != 3:
+        raise SettingsError("postgres_ssl_cert_file", str(cert),
+                            "set all of postgres_ssl_cert_file, _key_file and _ca_file, or none")
+    memory, _ = data.raw("postgres_memory_mb")
+    listen, _ = data.raw("postgres_listen_addresses", [])
+    if listen == "*" or (isinstance(listen, list) and "*" in listen):
+        raise SettingsError("postgres_listen_addresses", listen,
+                            "'*' exposes every interface: list the service addresses")
+    for addr in listen:
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            if addr != "localhost":
+                raise SettingsError("postgres_listen_addresses", addr,
+                                    "expected IP addresses or 'localhost'") from None
+    return PostgresSettings(
+        version=data.integer("postgres_version", 15, 12, 17),
+        port=data.integer("postgres_port", 5432, 1, 65535),
+        cluster=data.ident("postgres_cluster", "main"),
+        locale=data.choice("postgres_locale", "C.UTF-8", ("C.UTF-8", "en_US.UTF-8", "C")),
+        workload=data.choice("postgres_workload", "oltp", tuning.WORKLOADS),
+        disk=data.choice("postgres_disk", "ssd", tuning.DISK_TYPES),
+        memory_mb=None if memory is None else data.integer("postgres_memory_mb", 0, 256, 1 << 24),
+        listen_addresses=tuple(listen),
+        allowed_cidrs=data.cidrs("postgres_allowed_cidrs", required=True),
+        admin_cidrs=data.cidrs("postgres_admin_cidrs", required=False),
+        monitoring_cidrs=data.cidrs("postgres_monitoring_cidrs", required=False),
+        overrides=overrides,
+        ssl_files=SslFiles(cert, key, ca) if cert and key and ca else None,
+        firewall=data.flag("postgres_firewall", True),
+        ssh_port=data.integer("ssh_port", 22, 1, 65535),
+        app_connection_limit=data.integer("postgres_app_connection_limit", 200, 1, 100000),
+        superuser_reserved_connections=data.integer(
+            "postgres_superuser_reserved_connections", 3, 1, 100),
+    )
+
+
+# Lines the seed asks for, and what an operator expects on every host; overrides win.
+BASE_CONFIG: dict[str, str] = {
+    "password_encryption": "scram-sha-256",
+    "ssl": "on",
+    "ssl_min_protocol_version": "TLSv1.2",
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.max": "5000",
+    "pg_stat_statements.track": "top",
+    "track_activity_query_size": "2048",
+    "track_io_timing": "on",
+    "log_min_duration_statement": "1000",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_lock_waits": "on",
+    "log_checkpoints": "on",
+    "log_temp_files": "0",
+    "log_line_prefix": "%m [%p] %q%u@%d/%a from %h ",
+    "idle_in_transaction_session_timeout": "10min",
+}
+
+
+def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[str, str]:
+    """Tuning for the host + the base lines + overrides, checked for sense against RAM."""
+    memory_kb = pg.memory_mb * 1024 if pg.memory_mb else host_memory_kb
+    shape = tuning.HostShape(memory_kb=memory_kb, cpus=max(cpus, 1), disk=pg.disk,  # type: ignore[arg-type]
+                             workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
+    conf = tuning.compute(shape)
+    conf.update(BASE_CONFIG)
+    conf["port"] = str(pg.port)
+    conf["superuser_reserved_connections"] = str(pg.superuser_reserved_connections)
+    conf.update(pg.overrides)
+    # PGTune's own values are sane by construction; only an operator's override is checked.
+    touched = set(pg.overrides)
+    shared = tuning.parse_size_kb(conf["shared_buffers"])
+    if "shared_buffers" in touched and shared > memory_kb * 0.8:
+        raise SettingsError("postgres_overrides.shared_buffers", conf["shared_buffers"],
+                            f"over 80% of the host's {tuning.format_size_kb(memory_kb)} RAM")
+    work = tuning.parse_size_kb(conf["work_mem"])
+    conns = int(conf["max_connections"])
+    if touched & {"work_mem", "max_connections"} and work * conns > memory_kb:
+        raise SettingsError("postgres_overrides.work_mem", conf["work_mem"],
+                            f"work_mem x max_connections ({conns}) exceeds the host's "
+                            f"{tuning.format_size_kb(memory_kb)} RAM")
+    return conf

@@ -1,0 +1,63 @@
+"""``python3 -m exporters``: serve the metrics until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from exporters.collector import BgdbCollector
+from exporters.config import ConfigError, load_config
+from exporters.http import start_server
+
+log = logging.getLogger("exporters")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cfg = load_config(argv)
+    except ConfigError as exc:
+        print(f"bgdb-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    registry = CollectorRegistry()
+    try:
+        collector = BgdbCollector(cfg)
+    except (OSError, ValueError) as exc:
+        print(f"bgdb-exporter: cannot start: {exc}", file=sys.stderr)
+        return 2
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    try:
+        server = start_server(registry, cfg)
+    except OSError as exc:
+        print(f"bgdb-exporter: cannot listen on {cfg.listen_address}:{cfg.port}: {exc}",
+              file=sys.stderr)
+        collector.close()
+        return 1
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    scheme = "https" if cfg.tls_cert_file else "http"
+    log.info("serving %s://%s:%d/metrics", scheme, cfg.listen_address, cfg.port)
+    stop.wait()
+    log.info("stopping")
+    server.shutdown()
+    server.server_close()
+    collector.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

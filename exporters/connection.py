@@ -1,0 +1,203 @@
+"""One database connection that reconnects by itself and never lets a query hang a scrape.
+
+Two limits guard every statement:
+* the server-side ``statement_timeout`` (set once per session through the startup ``options``),
+  which cancels a slow query and leaves the connection usable;
+* a client-side watchdog a little longer than that, for a server that does not answer at all
+  (stopped, frozen, network gone): it shuts the socket down under the blocked read, psycopg
+  raises, the connection is dropped and the next scrape connects again. statement_timeout alone
+  cannot help there, and libpq has no read timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "bgdb-exporter"
+# How much longer than statement_timeout the watchdog waits before declaring the server hung:
+# the server needs a moment to notice the timeout and send the error back.
+WATCHDOG_GRACE_SECONDS = 1.0
+
+
+class DatabaseHung(psycopg.OperationalError):
+    """The server did not answer within the client-side deadline; the connection was dropped."""
+
+
+def _shutdown_socket(fd: int) -> None:
+    # A duplicate of the descriptor lets us shut the socket down (which wakes the blocked
+    # select/read in psycopg) without closing the number libpq still owns.
+    try:
+        dup = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        dup.close()
+
+
+class Watchdog:
+    """Shuts a socket down when a guarded block outlives its deadline."""
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition()
+        self._fd: int | None = None
+        self._deadline: float | None = None
+        self._seconds = 0.0
+        self._stopped = False
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def guard(self, fd: int, seconds: float) -> Iterator[None]:
+        with self._cond:
+            self._fd, self._seconds, self.fired = fd, seconds, False
+            self._deadline = time.monotonic() + seconds
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            # Cleared under the lock: once this returns the watchdog cannot touch the fd, which
+            # the caller may close and the OS may reuse.
+            with self._cond:
+                self._fd, self._deadline = None, None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._deadline is None or self._fd is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                log.warning("no answer within %.1f s: dropping the connection", self._seconds)
+                _shutdown_socket(self._fd)
+                self.fired = True
+                self._deadline = None
+
+
+class Database:
+    """A lazily opened autocommit connection with per-statement time limits."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        statement_timeout_seconds: float,
+        name: str = "postgres",
+        session_settings: bool = True,
+    ) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.statement_timeout_seconds = statement_timeout_seconds
+        # PgBouncer's admin console refuses the startup `options` parameter.
+        self.session_settings = session_settings
+        self._conn: psycopg.Connection[Any] | None = None
+        self._watchdog = Watchdog(f"bgdb-exporter-watchdog-{name}")
+        self.connects = 0
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": None,  # no server-side prepared statements (PgBouncer, DDL)
+            "row_factory": dict_row,
+            "connect_timeout": max(1, math.ceil(self.statement_timeout_seconds)),
+        }
+        if self.session_settings:
+            ms = max(1, round(self.statement_timeout_seconds * 1000))
+            kwargs["application_name"] = APPLICATION_NAME
+            # lock_timeout below statement_timeout: a catalog lookup stuck behind an ACCESS
+            # EXCLUSIVE lock (partition drop, REINDEX) fails fast with a clear message.
+            kwargs["options"] = (
+                f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)} "
+                "-c default_transaction_read_only=on -c idle_in_transaction_session_timeout=60000"
+            )
+        return kwargs
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
+
+    def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
+        """The open connection, and whether it was opened just now."""
+        if self._conn is not None and self.connected:
+            return self._conn, False
+        self.close_connection()
+        self._conn = psycopg.Connection.connect(self.dsn, **self._connect_kwargs())
+        self.connects += 1
+        return self._conn, True
+
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of one statement as dicts. A stale connection (terminated by the server while
+        idle) is replaced once and the statement retried; any other error propagates.
+        ``deadline`` (time.monotonic) shortens the client-side wait when the scrape budget ends
+        sooner."""
+        for attempt in (1, 2):
+            conn, fresh = self._connection()
+            try:
+                return self._run(conn, sql, params, deadline)
+            except DatabaseHung:
+                raise
+            except psycopg.OperationalError:
+                if fresh or attempt == 2 or self.connected:
+                    raise
+                log.info("%s connection lost; reconnecting", self.name)
+        raise AssertionError("unreachable")
+
+    def _run(
+        self,
+        conn: psycopg.Connection[Any],
+        sql: str,
+        params: Mapping[str, Any] | None,
+        deadline: float | None,
+    ) -> list[dict[str, Any]]:
+        wait = self.statement_timeout_seconds + WATCHDOG_GRACE_SECONDS
+        if deadline is not None:
+            wait = max(0.05, min(wait, deadline - time.monotonic()))
+        try:
+            with self._watchdog.guard(conn.pgconn.socket, wait):
+                cur = conn.execute(sql, params) if params else conn.execute(sql)
+                return list(cur.fetchall()) if cur.description else []
+        except psycopg.Error as exc:
+            if self._watchdog.fired:
+                self.close_connection()
+                raise DatabaseHung(f"{self.name}: no answer within {wait:.1f} s") from exc
+            if not self.connected:
+                self.close_connection()
+            raise
+
+    def close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        self.close_connection()
+        self._watchdog.stop()

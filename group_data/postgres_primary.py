@@ -1,0 +1,1 @@
+"""Data for the primary database host (overrides all.py)."""

@@ -1,0 +1,302 @@
+"""Booting and tearing down the hosts of one lab (a named set of sandbox hosts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from sandbox import image, network, paths
+from sandbox.run import SandboxError, ok, run
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class Host:
+    name: str
+    address: str
+    groups: list[str] = field(default_factory=list)
+    pid: int | None = None  # the systemd-nspawn supervisor
+
+
+@dataclass
+class Lab:
+    name: str
+    index: int
+    hosts: list[Host]
+    ssh_key: str
+    known_hosts: str
+
+    @property
+    def dir(self) -> Path:
+        return paths.LABS / self.name
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.dir / "inventory.json"
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.inventory_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(self.inventory_file)
+
+    @classmethod
+    def load(cls, name: str) -> Lab | None:
+        f = paths.LABS / name / "inventory.json"
+        if not f.exists():
+            return None
+        data = json.loads(f.read_text())
+        data["hosts"] = [Host(**h) for h in data["hosts"]]
+        return cls(**data)
+
+
+def default_specs(count: int) -> list[HostSpec]:
+    """Host 1 is the primary (and scrape target); the others are plain hosts a test can give a
+    role (a client inside or outside the allowed CIDRs, a replica)."""
+    if count < 1:
+        raise SandboxError("a lab needs at least one host")
+    specs = [HostSpec("db1", ("postgres_primary", "monitoring"))]
+    specs += [HostSpec(f"node{i}") for i in range(2, count + 1)]
+    return specs
+
+
+def up(lab_name: str, specs: list[HostSpec]) -> Lab:
+    """Boot the lab's hosts from scratch (cleaning whatever a crashed run left) and wait for ssh."""
+    _check_environment()
+    down(lab_name)
+    network.ensure_bridge()
+    network.ensure_apt_proxy()
+    base = image.ensure_image(network.proxy_url())
+    key = _ensure_ssh_key()
+    index = _free_lab_index(lab_name)
+    hosts = [
+        Host(f"{lab_name}-{s.name}", str(paths.host_address(index, i)), list(s.groups))
+        for i, s in enumerate(specs, start=1)
+    ]
+    lab = Lab(lab_name, index, hosts, str(key), str(paths.LABS / lab_name / "known_hosts"))
+    lab.save()  # saved before booting so `down` finds everything even if boot fails half-way
+    _write_known_hosts(lab, image.host_key(base))
+    try:
+        for host in hosts:
+            host.pid = _boot(lab, host, base, key)
+            lab.save()
+        for host in hosts:
+            _wait_ssh(lab, host)
+    except BaseException:
+        down(lab_name)
+        raise
+    return lab
+
+
+def down(lab_name: str) -> None:
+    """Stop every host of the lab and remove its mounts, namespaces, cgroups and files."""
+    lab = Lab.load(lab_name)
+    lab_dir = paths.LABS / lab_name
+    hosts = lab.hosts if lab else []
+    names = {h.name for h in hosts} | _dirs(lab_dir / "hosts")
+    for name in sorted(names):
+        host = next((h for h in hosts if h.name == name), None)
+        _stop(name, host.pid if host else None)
+        network.remove_host_network(name, IPv4Address(host.address) if host else None)
+        _unmount_tree(lab_dir / "hosts" / name)
+        _remove_cgroup(name)
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    if not _dirs(paths.LABS):
+        _teardown_shared()
+
+
+def down_all() -> None:
+    for name in sorted(_dirs(paths.LABS)):
+        down(name)
+    # Anything named like ours that no lab claims any more (a lab dir deleted by hand).
+    for ns in network.stale_namespaces():
+        network.remove_host_network(ns.removeprefix("bgdb-"), None)
+    _teardown_shared()
+
+
+def _teardown_shared() -> None:
+    network.stop_apt_proxy()
+    network.remove_bridge()
+    for cg in (paths.CGROUP_V1, paths.CGROUP_V2):
+        _rmdir_tree(cg)
+    if _is_mountpoint(paths.NSPAWN_RUNTIME):
+        run(["umount", "-l", str(paths.NSPAWN_RUNTIME)], check=False)
+
+
+# --- booting ----------------------------------------------------------------------------------
+
+def _check_environment() -> None:
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (network namespaces, mounts, cgroups)")
+    for tool in ("systemd-nspawn", "mmdebstrap", "apt-cacher-ng", "ip", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise SandboxError(f"{tool} not found: run `make setup` first")
+
+
+def _boot(lab: Lab, host: Host, base: Path, key: Path) -> int:
+    hdir = lab.dir / "hosts" / host.name
+    upper, work, root = hdir / "upper", hdir / "work", hdir / "root"
+    for d in (upper, work, root):
+        d.mkdir(parents=True, exist_ok=True)
+    run(["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={base},upperdir={upper},workdir={work}", str(root)])
+    _personalize(lab, host, root, key)
+    netns = network.add_host_network(host.name, IPv4Address(host.address))
+
+    # nspawn wants its propagation directory on a tmpfs; /run here is not one.
+    paths.NSPAWN_RUNTIME.mkdir(parents=True, exist_ok=True)
+    if not _is_mountpoint(paths.NSPAWN_RUNTIME):
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(paths.NSPAWN_RUNTIME)])
+    # No systemd on the machine: give each container a cgroup of its own, then --keep-unit.
+    # CAP_NET_ADMIN only reaches the host's own netns; the firewall deploy needs it for nft.
+    cgroups = [cg / host.name for cg in (paths.CGROUP_V1, paths.CGROUP_V2)]
+    for cg in cgroups:
+        cg.mkdir(parents=True, exist_ok=True)
+    join = "; ".join(f"echo $$ > {cg}/cgroup.procs" for cg in cgroups)
+    cmd = (
+        f"{join}; exec systemd-nspawn --boot --quiet --register=no --keep-unit "
+        f"--machine={host.name} --hostname={host.name} --directory={root} "
+        f"--network-namespace-path={netns} --resolv-conf=off --timezone=off --link-journal=no "
+        f"--console=read-only --capability=CAP_NET_ADMIN"
+    )
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+    log = open(hdir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc.pid
+
+
+def _personalize(lab: Lab, host: Host, root: Path, key: Path) -> None:
+    (root / "etc/hostname").write_text(host.name + "\n")
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    lines += [f"{h.address} {h.name}" for h in lab.hosts]
+    (root / "etc/hosts").write_text("\n".join(lines) + "\n")
+    ssh = root / "root/.ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
+    (ssh / "authorized_keys").chmod(0o600)
+
+
+def _wait_ssh(lab: Lab, host: Host, timeout: float = 60) -> None:
+    if not network.wait_port(host.address, 22, timeout):
+        log = (lab.dir / "hosts" / host.name / "console.log").read_text(errors="replace")
+        raise SandboxError(f"{host.name} ({host.address}) did not open ssh in {timeout:.0f}s; "
+                           f"console:\n{log[-2000:]}")
+
+
+def _ensure_ssh_key() -> Path:
+    key = paths.SSH_DIR / "id_ed25519"
+    if not key.exists():
+        paths.SSH_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bgdb-sandbox", "-f", str(key)])
+    return key
+
+
+def _write_known_hosts(lab: Lab, host_key: str) -> None:
+    lines = [f"{h.address},{h.name} ssh-ed25519 {host_key}" for h in lab.hosts]
+    Path(lab.known_hosts).write_text("\n".join(lines) + "\n")
+
+
+def _free_lab_index(lab_name: str) -> int:
+    used = set()
+    for other in _dirs(paths.LABS) - {lab_name}:
+        other_lab = Lab.load(other)
+        if other_lab:
+            used.add(other_lab.index)
+    if lab_name == "sbx":  # the demo lab keeps the first addresses (10.231.0.11, ...)
+        if 0 in used:
+            raise SandboxError("lab index 0 is taken")
+        return 0
+    for i in range(1, paths.MAX_LABS):
+        if i not in used:
+            return i
+    raise SandboxError(f"all {paths.MAX_LABS} labs are in use: run `python -m sandbox down --all`")
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+def _stop(name: str, pid: int | None) -> None:
+    """SIGTERM to nspawn powers the container off cleanly; SIGKILL on nspawn would leave it
+    running, so on timeout we kill every process in the container's cgroup instead."""
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for _ in range(3):
+        procs = _cgroup_pids(name)
+        if not procs:
+            break
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        time.sleep(0.3)
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def _cgroup_pids(name: str) -> list[int]:
+    pids: set[int] = set()
+    for base in (paths.CGROUP_V1 / name, paths.CGROUP_V2 / name):
+        if base.exists():
+            for procs in base.rglob("cgroup.procs"):
+                pids.update(int(p) for p in procs.read_text().split())
+    return sorted(pids)
+
+
+def _remove_cgroup(name: str) -> None:
+    for base in (paths.CGROUP_V1 / name, paths.CGROUP_V2 / name):
+        _rmdir_tree(base)
+
+
+def _rmdir_tree(path: Path) -> None:
+    """cgroup directories are removed with rmdir, deepest first (their files cannot be deleted)."""
+    if not path.exists():
+        return
+    for d in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _unmount_tree(hdir: Path) -> None:
+    if not hdir.exists():
+        return
+    # Mounts nspawn made below the root first, then the overlay itself.
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for m in sorted((m for m in mounts if m.startswith(str(hdir))), key=len, reverse=True):
+        run(["umount", "-l", m], check=False)
+    shutil.rmtree(hdir, ignore_errors=True)
+
+
+def _is_mountpoint(path: Path) -> bool:
+    return ok(["mountpoint", "-q", str(path)])
+
+
+def _dirs(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir() if p.is_dir()} if path.exists() else set()

@@ -1,0 +1,119 @@
+-- roles.sql: least-privilege roles for the agents database. Idempotent; run before every
+-- migration pass, in the target database, by a superuser (python -m bgdb.migrate does this).
+--
+--   bg_agents_owner     NOLOGIN; owns every schema object. Migrations run as it (SET ROLE), so
+--                       nobody logs in with the power to drop tables.
+--   <app user>          the agents' login (the seed's POSTGRESQL_USER, default bg_agents_user):
+--                       CONNECT, USAGE on public, SELECT/INSERT/UPDATE/DELETE on the tables and
+--                       USAGE/SELECT on the sequences - no TRUNCATE, DDL, or temporary tables.
+--   bg_agents_readonly  dashboards, read replicas: SELECT only.
+--   bg_agents_monitor   the exporter: pg_monitor (server statistics) + everything readonly has.
+--
+-- Table privileges come from ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner, so every table a
+-- later migration creates is covered without touching this file; existing tables are granted
+-- again below so that a renamed app user converges too.
+-- Passwords are not set here (the deploy sets them, SCRAM, from the secrets directory).
+--
+-- Parameters are custom settings, not text substitution, so no name is ever spliced into SQL
+-- unquoted (every identifier below goes through format('%I')):
+--   bgdb.app_user               default bg_agents_user
+--   bgdb.app_connection_limit   default 100
+-- e.g.  PGOPTIONS='-c bgdb.app_user=agents' psql -v ON_ERROR_STOP=1 -d agents -f sql/roles.sql
+-- Changes are reported as NOTICEs starting with "bgdb:" (the migration runner prints them).
+
+DO $roles$
+DECLARE
+    app       text := coalesce(nullif(current_setting('bgdb.app_user', true), ''),
+                               'bg_agents_user');
+    app_limit integer := coalesce(nullif(current_setting('bgdb.app_connection_limit', true),
+                                         '')::integer, 100);
+    db        text := current_database();
+    r         record;
+BEGIN
+    FOR r IN
+        SELECT * FROM (VALUES ('bg_agents_owner', false, -1),
+                              (app, true, app_limit),
+                              ('bg_agents_readonly', true, 20),
+                              ('bg_agents_monitor', true, 10)) AS v (name, login, conn_limit)
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name AND rolsuper) THEN
+            RAISE EXCEPTION 'bgdb: refusing to manage superuser role % as an agents role', r.name;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION'
+                               ' NOBYPASSRLS INHERIT CONNECTION LIMIT %s',
+                               r.name, CASE WHEN r.login THEN 'LOGIN' ELSE 'NOLOGIN' END,
+                               r.conn_limit);
+                RAISE NOTICE 'bgdb: created role %', r.name;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- roles are cluster-wide: another database's runner created it just now
+            END;
+        ELSIF EXISTS (SELECT 1 FROM pg_roles
+                      WHERE rolname = r.name
+                        AND (rolcanlogin <> r.login OR rolconnlimit <> r.conn_limit
+                             OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls))
+        THEN
+            EXECUTE format('ALTER ROLE %I %s NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+                           ' CONNECTION LIMIT %s',
+                           r.name, CASE WHEN r.login THEN 'LOGIN' ELSE 'NOLOGIN' END,
+                           r.conn_limit);
+            RAISE NOTICE 'bgdb: altered role % (login %, connection limit %)',
+                r.name, r.login, r.conn_limit;
+        END IF;
+    END LOOP;
+
+    -- Role memberships (checked first: a repeated GRANT only adds a notice, but stays quiet).
+    IF NOT pg_has_role('bg_agents_monitor', 'pg_monitor', 'MEMBER') THEN
+        GRANT pg_monitor TO bg_agents_monitor;
+        RAISE NOTICE 'bgdb: granted pg_monitor to bg_agents_monitor';
+    END IF;
+    IF NOT pg_has_role('bg_agents_monitor', 'bg_agents_readonly', 'MEMBER') THEN
+        GRANT bg_agents_readonly TO bg_agents_monitor;
+        RAISE NOTICE 'bgdb: granted bg_agents_readonly to bg_agents_monitor';
+    END IF;
+
+    -- Database: nobody but our roles (and superusers) may connect or create temporary tables.
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', db);
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, bg_agents_readonly, bg_agents_monitor',
+                   db, app);
+    -- REFRESH MATERIALIZED VIEW CONCURRENTLY runs as the view's owner and needs a temp table.
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO bg_agents_owner', db);
+
+    -- Schema: only the owner creates objects in public.
+    REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+    GRANT USAGE, CREATE ON SCHEMA public TO bg_agents_owner;
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I, bg_agents_readonly, bg_agents_monitor',
+                   app);
+
+    -- Future objects of the owner (every later migration).
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner IN SCHEMA public'
+                   ' GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', app);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner IN SCHEMA public'
+                   ' GRANT USAGE, SELECT ON SEQUENCES TO %I', app);
+    ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner IN SCHEMA public
+        GRANT SELECT ON TABLES TO bg_agents_readonly;
+    -- Functions the owner creates are not callable by everyone (the partition functions drop
+    -- data); trigger functions still fire, EXECUTE is only checked when creating a trigger.
+    ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
+    -- Existing objects of the owner: the same grants (the migration history table excepted: the
+    -- application must not rewrite which migrations ran).
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relkind
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public'
+          AND c.relowner = 'bg_agents_owner'::regrole
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+          AND c.relname <> 'schema_migrations'
+    LOOP
+        IF r.relkind = 'S' THEN
+            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', r.rel, app);
+        ELSE
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %s TO %I', r.rel, app);
+            EXECUTE format('GRANT SELECT ON TABLE %s TO bg_agents_readonly', r.rel);
+        END IF;
+    END LOOP;
+END
+$roles$;
