@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deploy.hostdata import InventoryHost
-from deploy.settings import Data, app_settings, postgres_settings
+from deploy.settings import Data, app_settings, postgres_settings, server_config
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 
@@ -15,4 +15,8 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
         data = Data(host.data)
         app_settings(data)
         if DB_GROUPS & set(host.groups):
-            postgres_settings(data)
+            pg = postgres_settings(data)
+            if pg.memory_mb:
+                # RAM is declared, so overrides can be checked against it now; otherwise the
+                # deploy checks them against the host's facts before its first operation.
+                server_config(pg, pg.memory_mb * 1024, 1)

@@ -18,11 +18,11 @@ postgres_workload = "oltp"  # web | oltp | mixed | dw (PGTune's workloads)
 postgres_disk = "ssd"  # ssd | hdd | san
 postgres_memory_mb = None  # tune for this much RAM instead of the host's (shared hosts)
 postgres_port = 5432
-postgres_listen_addresses = []  # [] = the host's service address + localhost; never "*"
-postgres_allowed_cidrs = []  # application clients (hostssl + scram); must be set
-postgres_admin_cidrs = []  # break-glass superuser bgdb_admin over TLS; empty = none
-postgres_monitoring_cidrs = []  # Prometheus servers that scrape the exporter
-postgres_overrides = {}  # any postgresql.conf setting, e.g. {"work_mem": "16MB"}
+postgres_listen_addresses: list[str] = []  # [] = the host's service address + localhost; never "*"
+postgres_allowed_cidrs: list[str] = []  # application clients (hostssl + scram); must be set
+postgres_admin_cidrs: list[str] = []  # break-glass superuser bgdb_admin over TLS; empty = none
+postgres_monitoring_cidrs: list[str] = []  # Prometheus servers that scrape the exporter
+postgres_overrides: dict[str, str] = {}  # any postgresql.conf setting, e.g. {"work_mem": "16MB"}
 postgres_ssl_cert_file = None  # bring your own certificate: set all three, or none
 postgres_ssl_key_file = None
 postgres_ssl_ca_file = None

@@ -191,10 +191,18 @@ def _personalize(lab: Lab, host: Host, root: Path, key: Path) -> None:
 
 
 def _wait_ssh(lab: Lab, host: Host, timeout: float = 60) -> None:
+    """Wait until systemd says the boot is over: an open ssh port alone races the rest of the
+    boot (sshd restarting, apt/dpkg locks)."""
+    log = lab.dir / "hosts" / host.name / "console.log"
     if not network.wait_port(host.address, 22, timeout):
-        log = (lab.dir / "hosts" / host.name / "console.log").read_text(errors="replace")
         raise SandboxError(f"{host.name} ({host.address}) did not open ssh in {timeout:.0f}s; "
-                           f"console:\n{log[-2000:]}")
+                           f"console:\n{log.read_text(errors='replace')[-2000:]}")
+    state = run(["ssh", "-i", lab.ssh_key, "-o", f"UserKnownHostsFile={lab.known_hosts}",
+                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                 "-o", "ConnectTimeout=10", f"root@{host.address}",
+                 f"timeout {int(timeout)} systemctl is-system-running --wait"], check=False).strip()
+    if state not in ("running", "degraded"):
+        raise SandboxError(f"{host.name} did not finish booting (systemd: {state or 'no answer'})")
 
 
 def _ensure_ssh_key() -> Path:

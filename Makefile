@@ -1,0 +1,49 @@
+# background-agents-db: `make demo` (deploy + readiness checks on local sandbox hosts) and
+# `make test` (lint, types, unit and integration tests). Both set up what they need first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng iproute2 nftables openssh-client \
+	prometheus python3-venv python3-pip postgresql-client tmux
+DEMO_HOSTS ?= 3
+
+.PHONY: setup demo deploy checks test lint down sandbox clean
+
+setup: $(VENV)/.installed
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+sandbox: setup
+	$(PY) -m sandbox up $(DEMO_HOSTS)
+
+deploy: setup
+	$(PY) -m bgdb deploy
+
+checks: setup
+	$(PY) -m bgdb check
+
+demo: setup sandbox deploy checks
+	@$(PY) -m bgdb where
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+down: setup
+	$(PY) -m sandbox down --all
+
+clean: down
+	rm -rf $(VENV) reports

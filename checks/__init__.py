@@ -1,0 +1,1 @@
+"""Production-readiness checks (pytest-testinfra), run against the hosts of inventory.py."""

@@ -1,0 +1,62 @@
+"""Run the deploy as a user would (`pyinfra -y inventory.py deploy.py`) and read pyinfra's own
+results table: which operations changed something on which run. The idempotency tests and the
+deploy benchmark are built on this."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_ROW = re.compile(r"^\s{4}(?P<op>\S.*?)\s{2,}(?P<hosts>\d+)\s+(?P<ok>\d+|-)\s+(?P<err>\d+|-)"
+                  r"\s+(?P<nochange>\d+|-)\s*$")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    returncode: int
+    output: str
+    seconds: float
+    changed: list[str]  # operations that changed something on at least one host
+    errors: list[str]
+    total_ops: int
+
+    def describe(self) -> str:
+        return (f"rc={self.returncode} in {self.seconds:.1f}s, {len(self.changed)} changed, "
+                f"{len(self.errors)} failed of {self.total_ops}")
+
+
+def parse_results(output: str) -> tuple[list[str], list[str], int]:
+    """(changed operations, failed operations, operation count) from pyinfra's results table."""
+    _, sep, table = output.partition("--> Results:")
+    if not sep:
+        return [], [], 0
+    changed, errors, total = [], [], 0
+    for line in table.splitlines():
+        m = _ROW.match(line)
+        if not m or m["op"].startswith("Grand total"):
+            continue
+        total += 1
+        if m["ok"] != "-":
+            changed.append(m["op"])
+        if m["err"] != "-":
+            errors.append(m["op"])
+    return changed, errors, total
+
+
+def run_deploy(env: dict[str, str] | None = None, extra_args: list[str] | None = None,
+               timeout: float = 900) -> DeployResult:
+    pyinfra = Path(sys.executable).with_name("pyinfra")
+    cmd = [str(pyinfra), "-y", *(extra_args or []), "inventory.py", "deploy.py"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    changed, errors, total = parse_results(output)
+    return DeployResult(proc.returncode, output, time.monotonic() - started, changed, errors,
+                        total)

@@ -1,0 +1,122 @@
+"""The PostgreSQL deploy on real sandbox hosts: what it sets, who can connect, idempotency and
+restart-awareness. Tests that change settings restore them at the end of their own test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import psycopg
+import pytest
+
+from deploy import secrets
+from tests.sandbox_fixtures import Deployed
+
+
+def ssh(deployed: Deployed, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ssh", "-F", str(deployed.ssh_config()), host, command],
+                          capture_output=True, text=True, timeout=60)
+
+
+def psql(deployed: Deployed, sql: str, db: str = "background_agents") -> str:
+    out = ssh(deployed, deployed.primary.address,
+              f"runuser -u postgres -- psql -XAtq -d {db} -c \"{sql}\"")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def app_dsn(deployed: Deployed, **overrides: str) -> str:
+    params = dict(host=deployed.primary.address, dbname="background_agents",
+                  user="bg_agents_user", password=secrets.password("bg_agents_user"),
+                  sslmode="verify-full", sslrootcert=str(secrets.secrets_dir() / "ca/ca.crt"),
+                  connect_timeout="5")
+    params.update(overrides)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def start_time(deployed: Deployed) -> str:
+    return psql(deployed, "SELECT pg_postmaster_start_time()")
+
+
+def test_first_deploy_changed_things(deployed: Deployed) -> None:
+    assert deployed.first.returncode == 0
+    assert "Install and configure PostgreSQL | Install PostgreSQL and tools" in \
+        deployed.first.changed
+
+
+def test_second_deploy_changes_nothing_and_restarts_nothing(deployed: Deployed) -> None:
+    before = start_time(deployed)
+    again = deployed.deploy()
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.total_ops > 20, "the results table was not read"
+    assert again.changed == [], f"second deploy changed: {again.changed}"
+    assert start_time(deployed) == before, "PostgreSQL was restarted by a no-change deploy"
+
+
+def test_verify_full_tls_as_app_role(deployed: Deployed) -> None:
+    with psycopg.connect(app_dsn(deployed)) as conn:
+        ssl, user = conn.execute(
+            "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert (ssl, user) == (True, "bg_agents_user")
+        conn.execute("SELECT 1")
+        rows = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
+        assert rows is not None and rows[0] > 0
+
+
+def test_plaintext_and_wrong_password_are_rejected(deployed: Deployed) -> None:
+    with pytest.raises(psycopg.OperationalError, match="pg_hba.conf rejects"):
+        psycopg.connect(app_dsn(deployed, sslmode="disable"))
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(app_dsn(deployed, password="not-the-password"))
+
+
+def test_settings_match_the_tuning(deployed: Deployed) -> None:
+    # Sandbox data declares 2048 MB (hosts share the machine's RAM): PGTune for 2 GB oltp.
+    shown = {name: psql(deployed, f"SHOW {name}") for name in
+             ("shared_buffers", "effective_cache_size", "maintenance_work_mem", "max_connections",
+              "password_encryption", "ssl", "track_activity_query_size", "jit")}
+    assert shown == {"shared_buffers": "512MB", "effective_cache_size": "1536MB",
+                     "maintenance_work_mem": "128MB", "max_connections": "300",
+                     "password_encryption": "scram-sha-256", "ssl": "on",
+                     "track_activity_query_size": "2kB", "jit": "off"}
+
+
+def test_firewall_lets_allowed_hosts_in_and_keeps_others_out(deployed: Deployed) -> None:
+    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{deployed.primary.address}/5432' && echo open"
+    inside = ssh(deployed, deployed.node(2).address, probe)
+    outside = ssh(deployed, deployed.node(3).address, probe)
+    assert inside.stdout.strip() == "open", inside.stderr
+    assert outside.stdout.strip() != "open" and "refused" in outside.stderr
+
+
+def test_kernel_settings_file_written_not_loaded_in_container(deployed: Deployed) -> None:
+    out = ssh(deployed, deployed.primary.address, "cat /etc/sysctl.d/60-bgdb-postgresql.conf")
+    assert "vm.overcommit_memory = 2" in out.stdout
+
+
+def test_work_mem_change_reloads_without_restart(deployed: Deployed) -> None:
+    before = start_time(deployed)
+    try:
+        result = deployed.deploy(json.dumps({"postgres_overrides": {"work_mem": "6MB"}}))
+        assert result.returncode == 0, result.output[-3000:]
+        assert psql(deployed, "SHOW work_mem") == "6MB"
+        assert "reloaded, no restart needed" in result.output or start_time(deployed) == before
+        assert start_time(deployed) == before, "a work_mem change restarted PostgreSQL"
+    finally:
+        assert deployed.deploy().returncode == 0
+    assert psql(deployed, "SHOW work_mem") == "4MB"
+
+
+def test_shared_buffers_change_restarts_once(deployed: Deployed) -> None:
+    before = start_time(deployed)
+    try:
+        result = deployed.deploy(json.dumps({"postgres_overrides": {"shared_buffers": "256MB"}}))
+        assert result.returncode == 0, result.output[-3000:]
+        assert psql(deployed, "SHOW shared_buffers") == "256MB"
+        after = start_time(deployed)
+        assert after != before, "shared_buffers changed without the restart it needs"
+        again = deployed.deploy(json.dumps({"postgres_overrides": {"shared_buffers": "256MB"}}))
+        assert again.changed == [] and start_time(deployed) == after, "restarted twice"
+    finally:
+        assert deployed.deploy().returncode == 0
+    assert psql(deployed, "SHOW shared_buffers") == "512MB"
