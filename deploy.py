@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyinfra import host, inventory
 
-from deploy import postgres, roles
+from deploy import postgres, roles, schema
 from deploy.settings import Data, app_settings, postgres_settings
 
 data = Data(host.data.dict())
@@ -17,3 +17,4 @@ if "postgres_primary" in host.groups:
     replicas = [str(h.data.get("service_address")) for h in replica_hosts]
     postgres.install_postgres(pg, app, replicas)
     roles.configure_roles(pg, app)
+    schema.apply_migrations(pg, app)

@@ -73,7 +73,8 @@ def fill(conn: psycopg.Connection, query: str, total: int, agents: int, days: in
         hi = min(lo + chunk - 1, total)
         conn.execute(query, {"agents": agents, "total": total, "step": step, "lo": lo, "hi": hi})
     took = time.monotonic() - start
-    print(f"{label:<20} {total:>12,} rows  {took:8.1f} s  {total / took:>10,.0f} rows/s", flush=True)
+    print(f"{label:<20} {total:>12,} rows  {took:8.1f} s  {total / took:>10,.0f} rows/s",
+          flush=True)
 
 
 def main() -> None:

@@ -3,10 +3,16 @@
     python -m bgdb.migrate --dsn DSN [--dir sql/migrations] [--role bg_agents_owner]
                            [--app-user bg_agents_user] [--dry-run] [--status]
 
-Each migration runs in its own transaction, as the owner role (SET LOCAL ROLE), under a
-transaction-level advisory lock, and is recorded in public.schema_migrations with the sha256 of
-the file. A file whose content changed after it was applied is an error naming the file (exit 2);
-so is a badly named file. Database errors exit 1.
+Each migration runs in its own transaction, as the owner role (SET LOCAL ROLE), and is recorded
+in public.schema_migrations with the sha256 of the file. A session-level advisory lock, held from
+reading the history to the last commit, serialises concurrent runners; it is not taken per
+transaction (pg_advisory_xact_lock) because acquiring an advisory lock does not make the backend
+process catalog invalidations: a runner that waited would still see the catalogs as they were
+before the other runner's DDL (CREATE TABLE then fails with "already exists"). The runner must
+therefore connect directly, not through a transaction-pooling PgBouncer.
+
+A file whose content changed after it was applied is an error naming the file (exit 2); so is a
+badly named file. Database errors exit 1, naming the file too.
 
 Runs on the database hosts too, so: stdlib + psycopg 3.1 (Debian 12's python3-psycopg) only.
 The deploy calls `plan`, `apply` and `status` directly.
@@ -31,14 +37,17 @@ from psycopg import sql
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 DEFAULT_OWNER = "bg_agents_owner"
 DEFAULT_APP_USER = "bg_agents_user"
-DEFAULT_APP_CONNECTION_LIMIT = 100
-# One key for every runner of every version: pg_advisory_xact_lock(LOCK_KEY) serialises them.
+# One key for every runner of every version: pg_advisory_lock(LOCK_KEY) serialises them.
 LOCK_KEY = 0x6267_6462_0004  # "bgdb" + issue 4
 HISTORY_TABLE = "public.schema_migrations"
 NAME_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 NOTICE_PREFIX = "bgdb: "
+# COMMENT ON ROLE <owner> records which roles.sql (and parameters) was applied last, so a
+# deploy can tell "nothing to do" without running it (see check()).
+FINGERPRINT_PREFIX = "bgdb roles.sql "
 
 Connection = psycopg.Connection[Any]
+CHECK_WORK_EXIT = 3  # --check: there is something to apply
 
 
 class MigrationError(Exception):
@@ -92,7 +101,8 @@ class Plan:
 
     @property
     def drift(self) -> list[str]:
-        out = [f"{m.filename}: changed after it was applied (checksum differs)" for m in self.changed]
+        out = [f"{m.filename}: changed after it was applied (checksum differs)"
+               for m in self.changed]
         out += [f"{a.version:04d}_{a.name}.sql: applied but missing from the directory"
                 for a in self.missing]
         return out
@@ -157,7 +167,8 @@ def compare(migrations: Sequence[Migration], applied: Sequence[Applied]) -> Plan
         migrations=list(migrations),
         applied=sorted(applied, key=lambda a: a.version),
         pending=[m for m in migrations if m.version not in done],
-        changed=[m for m in migrations if m.version in done and done[m.version].checksum != m.checksum],
+        changed=[m for m in migrations
+                 if m.version in done and done[m.version].checksum != m.checksum],
         missing=[a for v, a in sorted(done.items()) if v not in files],
     )
 
@@ -197,14 +208,19 @@ def status(conn: Connection, directory: Path = DEFAULT_DIR) -> list[tuple[str, s
     return rows
 
 
-def _lock(conn: Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-
-
 def apply_roles(
-    conn: Connection, roles_file: Path, *, app_user: str, app_connection_limit: int
+    conn: Connection,
+    roles_file: Path,
+    *,
+    app_user: str,
+    app_connection_limit: int | None = None,
+    connect_roles: Sequence[str] = (),
 ) -> list[str]:
-    """Run roles.sql (idempotent) and return the changes it reported."""
+    """Run roles.sql (idempotent) and return the changes it reported.
+
+    app_connection_limit None leaves an existing app role's limit alone (a new one gets 100).
+    connect_roles: more existing roles to grant CONNECT (e.g. PgBouncer's auth_user).
+    """
     changes: list[str] = []
 
     def on_notice(diag: psycopg.errors.Diagnostic) -> None:
@@ -216,11 +232,12 @@ def apply_roles(
     conn.add_notice_handler(on_notice)
     try:
         with conn.transaction():
-            _lock(conn)
             conn.execute(
                 "SELECT set_config('bgdb.app_user', %s, true),"
-                " set_config('bgdb.app_connection_limit', %s, true)",
-                [app_user, str(app_connection_limit)],
+                " set_config('bgdb.app_connection_limit', %s, true),"
+                " set_config('bgdb.connect_roles', %s, true)",
+                [app_user, "" if app_connection_limit is None else str(app_connection_limit),
+                 ",".join(connect_roles)],
             )
             conn.execute(text, prepare=False)
     except psycopg.Error as exc:
@@ -230,9 +247,48 @@ def apply_roles(
     return changes
 
 
+def roles_fingerprint(roles_file: Path, *, app_user: str, app_connection_limit: int | None,
+                      connect_roles: Sequence[str]) -> str:
+    """What roles.sql was last applied with: its content and the parameters it was given."""
+    params = f"|{app_user}|{app_connection_limit}|{','.join(sorted(connect_roles))}"
+    return checksum(roles_file.read_bytes() + params.encode())
+
+
+def read_roles_fingerprint(conn: Connection, owner: str) -> str | None:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", [owner]
+    ).fetchone()
+    comment = row[0] if row else None
+    if not comment or not comment.startswith(FINGERPRINT_PREFIX):
+        return None
+    return str(comment[len(FINGERPRINT_PREFIX):])
+
+
+def check(
+    conn: Connection,
+    directory: Path = DEFAULT_DIR,
+    *,
+    roles_file: Path | None = None,
+    owner: str = DEFAULT_OWNER,
+    app_user: str = DEFAULT_APP_USER,
+    app_connection_limit: int | None = None,
+    connect_roles: Sequence[str] = (),
+) -> list[str]:
+    """What an apply would do, changing nothing: pending files, and roles.sql when it (or its
+    parameters) differ from what was last applied. Drift raises DriftError."""
+    p = plan(conn, directory)
+    p.raise_for_drift()
+    roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
+    work = [f"pending {m.filename}" for m in p.pending]
+    wanted = roles_fingerprint(roles, app_user=app_user, app_connection_limit=app_connection_limit,
+                               connect_roles=connect_roles)
+    if read_roles_fingerprint(conn, owner) != wanted:
+        work.insert(0, f"roles: {roles.name} not applied in this version")
+    return work
+
+
 def ensure_history_table(conn: Connection, *, owner: str, app_user: str) -> None:
     with conn.transaction():
-        _lock(conn)
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [HISTORY_TABLE]).fetchone()
         if row and row[0]:
             return
@@ -254,10 +310,12 @@ def ensure_history_table(conn: Connection, *, owner: str, app_user: str) -> None
 
 
 def apply_one(conn: Connection, migration: Migration, *, owner: str) -> bool:
-    """Apply one migration in one transaction; False if another runner applied it meanwhile."""
+    """Apply one migration in one transaction; False if it is recorded already.
+
+    Call with the runner's advisory lock held (apply() does).
+    """
     try:
         with conn.transaction():
-            _lock(conn)
             row = conn.execute(
                 f"SELECT checksum FROM {HISTORY_TABLE} WHERE version = %s", [migration.version]
             ).fetchone()
@@ -283,7 +341,8 @@ def apply(
     roles_file: Path | None = None,
     owner: str = DEFAULT_OWNER,
     app_user: str = DEFAULT_APP_USER,
-    app_connection_limit: int = DEFAULT_APP_CONNECTION_LIMIT,
+    app_connection_limit: int | None = None,
+    connect_roles: Sequence[str] = (),
     dry_run: bool = False,
     report: Callable[[str], None] | None = None,
 ) -> ApplyResult:
@@ -294,15 +353,44 @@ def apply(
     """
     if not conn.autocommit:
         raise MigrationError("apply() needs an autocommit connection (one transaction per file)")
+    if dry_run:
+        p = plan(conn, directory)
+        p.raise_for_drift()
+        return ApplyResult(pending=p.pending)
+    conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+    try:
+        return _apply_locked(conn, directory, roles_file=roles_file, owner=owner,
+                             app_user=app_user, app_connection_limit=app_connection_limit,
+                             connect_roles=connect_roles, report=report)
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+
+
+def _apply_locked(
+    conn: Connection,
+    directory: Path,
+    *,
+    roles_file: Path | None,
+    owner: str,
+    app_user: str,
+    app_connection_limit: int | None,
+    connect_roles: Sequence[str],
+    report: Callable[[str], None] | None,
+) -> ApplyResult:
     p = plan(conn, directory)
     p.raise_for_drift()
-    if dry_run:
-        return ApplyResult(pending=p.pending)
     result = ApplyResult()
     roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
     result.role_changes = apply_roles(
-        conn, roles, app_user=app_user, app_connection_limit=app_connection_limit
+        conn, roles, app_user=app_user, app_connection_limit=app_connection_limit,
+        connect_roles=connect_roles,
     )
+    fingerprint = roles_fingerprint(roles, app_user=app_user,
+                                    app_connection_limit=app_connection_limit,
+                                    connect_roles=connect_roles)
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        sql.Identifier(owner), sql.Literal(FINGERPRINT_PREFIX + fingerprint)))
     for change in result.role_changes:
         if report:
             report(f"role: {change}")
@@ -322,10 +410,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--roles-file", type=Path, help="default: roles.sql next to --dir")
     ap.add_argument("--role", default=DEFAULT_OWNER, help="owner role the migrations run as")
     ap.add_argument("--app-user", default=os.environ.get("POSTGRESQL_USER") or DEFAULT_APP_USER)
-    ap.add_argument("--app-connection-limit", type=int, default=DEFAULT_APP_CONNECTION_LIMIT)
+    ap.add_argument("--app-connection-limit", type=int,
+                    help="enforce this limit on the app role (default: keep; 100 when created)")
+    ap.add_argument("--grant-connect", action="append", default=[], metavar="ROLE",
+                    help="also grant CONNECT to this existing role (repeatable), e.g. pgbouncer")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print what would be applied")
     mode.add_argument("--status", action="store_true", help="print each migration's state")
+    mode.add_argument("--check", action="store_true",
+                      help="print what an apply would do; exit 3 if anything, 0 if up to date")
     return ap
 
 
@@ -333,6 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with connect(args.dsn) as conn:
+            if args.check:
+                work = check(conn, args.dir, roles_file=args.roles_file, owner=args.role,
+                             app_user=args.app_user,
+                             app_connection_limit=args.app_connection_limit,
+                             connect_roles=args.grant_connect)
+                for line in work:
+                    print(line)
+                print("up to date" if not work else f"{len(work)} change(s) to apply")
+                return CHECK_WORK_EXIT if work else 0
             if args.status:
                 rows = status(conn, args.dir)
                 width = max((len(f) for f, _ in rows), default=0)
@@ -346,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 owner=args.role,
                 app_user=args.app_user,
                 app_connection_limit=args.app_connection_limit,
+                connect_roles=args.grant_connect,
                 dry_run=args.dry_run,
                 report=lambda line: print(line, flush=True),
             )

@@ -274,3 +274,97 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
                             f"work_mem x max_connections ({conns}) exceeds the host's "
                             f"{tuning.format_size_kb(memory_kb)} RAM")
     return conf
+
+
+# --- backups (pgBackRest, pg_dump) and scheduled maintenance -------------------------------------
+
+# Set by the backup settings only: an override such as archive_command = '/bin/true' would
+# silently break the WAL chain that point-in-time recovery depends on.
+ARCHIVE_GUCS = ("archive_mode", "archive_command", "archive_library", "archive_timeout")
+_CALENDAR = re.compile(r"^[A-Za-z0-9*,.:/~ -]{1,100}$")  # systemd OnCalendar, loosely
+_ABS_PATH = re.compile(r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
+
+
+def _calendar(data: Data, key: str, default: str) -> str:
+    value, src = data.raw(key, default)
+    if not isinstance(value, str) or not _CALENDAR.match(value):
+        raise SettingsError(key, value, "expected a systemd OnCalendar expression such as "
+                            "'Sun *-*-* 01:00:00'", src)
+    return value
+
+
+def _abs_path(data: Data, key: str, default: str) -> str:
+    value, src = data.raw(key, default)
+    if not isinstance(value, str) or not _ABS_PATH.match(value) or "/../" in f"{value}/":
+        raise SettingsError(key, value, "expected an absolute path without spaces or '..'", src)
+    return value
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    stanza: str
+    repo_path: str  # local repository (a dedicated backup host over SSH is future work)
+    encrypt: bool  # aes-256-cbc, key generated into the secrets directory
+    retention_days: int  # full backups kept so that any point of the last N days is restorable
+    archive_async: bool
+    archive_timeout: int  # seconds: at most this much committed work waits outside the archive
+    compress: str
+    process_max: int
+    full_schedule: str  # systemd OnCalendar expressions
+    diff_schedule: str
+    verify_schedule: str
+    dump_schedule: str
+    dump_dir: str
+    dump_keep_days: int
+    status_dir: str
+
+    @property
+    def status_file(self) -> str:
+        """The exporter's backup_status_file (exporters/backup_status.py's format)."""
+        return f"{self.status_dir}/backup.json"
+
+
+def backup_settings(data: Data) -> BackupSettings:
+    overrides = data.mapping("postgres_overrides")
+    for name in ARCHIVE_GUCS:
+        if name in overrides:
+            raise SettingsError(f"postgres_overrides.{name}", overrides[name],
+                                "WAL archiving is set by the backup_* keys, not an override")
+    return BackupSettings(
+        stanza=data.ident("backup_stanza", "bgdb"),
+        repo_path=_abs_path(data, "backup_repo_path", "/var/lib/pgbackrest"),
+        encrypt=data.flag("backup_repo_encrypt", True),
+        retention_days=data.integer("backup_retention_days", 30, 1, 3650),
+        archive_async=data.flag("backup_archive_async", True),
+        archive_timeout=data.integer("backup_archive_timeout", 60, 10, 3600),
+        compress=data.choice("backup_compress", "zst", ("zst", "lz4", "gz", "none")),
+        process_max=data.integer("backup_process_max", 2, 1, 64),
+        full_schedule=_calendar(data, "backup_full_schedule", "Sun *-*-* 01:00:00"),
+        diff_schedule=_calendar(data, "backup_diff_schedule", "Mon..Sat *-*-* 01:00:00"),
+        verify_schedule=_calendar(data, "backup_verify_schedule", "Sun *-*-* 06:00:00"),
+        dump_schedule=_calendar(data, "backup_dump_schedule", "*-*-* 02:30:00"),
+        dump_dir=_abs_path(data, "backup_dump_dir", "/var/backups/bgdb"),
+        dump_keep_days=data.integer("backup_dump_keep_days", 7, 1, 3650),
+        status_dir=_abs_path(data, "backup_status_dir", "/var/lib/bgdb/status"),
+    )
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    daily_schedule: str
+    weekly_schedule: str
+    monthly_schedule: str
+    retention_days: int  # time-series rows (partitions) older than this are dropped
+    premake_days: int  # daily partitions created this many days ahead
+    long_query_seconds: int  # running longer: logged as a WARNING system event
+
+
+def maintenance_settings(data: Data) -> MaintenanceSettings:
+    return MaintenanceSettings(
+        daily_schedule=_calendar(data, "maintenance_daily_schedule", "*-*-* 03:30:00"),
+        weekly_schedule=_calendar(data, "maintenance_weekly_schedule", "Sun *-*-* 04:00:00"),
+        monthly_schedule=_calendar(data, "maintenance_monthly_schedule", "*-*-01 05:00:00"),
+        retention_days=data.integer("maintenance_retention_days", 30, 1, 3650),
+        premake_days=data.integer("maintenance_premake_days", 14, 1, 365),
+        long_query_seconds=data.integer("maintenance_long_query_seconds", 300, 1, 86400),
+    )

@@ -17,7 +17,10 @@
 -- Parameters are custom settings, not text substitution, so no name is ever spliced into SQL
 -- unquoted (every identifier below goes through format('%I')):
 --   bgdb.app_user               default bg_agents_user
---   bgdb.app_connection_limit   default 100
+--   bgdb.app_connection_limit   enforced when set; a new app role gets 100 when unset
+--   bgdb.connect_roles          optional, comma-separated: more roles granted CONNECT
+-- (bg_agents_readonly and bg_agents_monitor are created with a limit of 20; an existing role's
+-- limit is left to the deploy.)
 -- e.g.  PGOPTIONS='-c bgdb.app_user=agents' psql -v ON_ERROR_STOP=1 -d agents -f sql/roles.sql
 -- Changes are reported as NOTICEs starting with "bgdb:" (the migration runner prints them).
 
@@ -25,16 +28,19 @@ DO $roles$
 DECLARE
     app       text := coalesce(nullif(current_setting('bgdb.app_user', true), ''),
                                'bg_agents_user');
-    app_limit integer := coalesce(nullif(current_setting('bgdb.app_connection_limit', true),
-                                         '')::integer, 100);
+    -- NULL: leave an existing role's limit alone (the deploy may manage it).
+    app_limit integer := nullif(current_setting('bgdb.app_connection_limit', true), '')::integer;
     db        text := current_database();
     r         record;
+    attrs     text;
 BEGIN
+    -- want_limit: enforced on existing roles when not NULL; create_limit: for a new role.
     FOR r IN
-        SELECT * FROM (VALUES ('bg_agents_owner', false, -1),
-                              (app, true, app_limit),
-                              ('bg_agents_readonly', true, 20),
-                              ('bg_agents_monitor', true, 10)) AS v (name, login, conn_limit)
+        SELECT * FROM (VALUES ('bg_agents_owner', false, -1, -1),
+                              (app, true, app_limit, coalesce(app_limit, 100)),
+                              ('bg_agents_readonly', true, NULL, 20),
+                              ('bg_agents_monitor', true, NULL, 20))
+                      AS v (name, login, want_limit, create_limit)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name AND rolsuper) THEN
             RAISE EXCEPTION 'bgdb: refusing to manage superuser role % as an agents role', r.name;
@@ -44,22 +50,22 @@ BEGIN
                 EXECUTE format('CREATE ROLE %I %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION'
                                ' NOBYPASSRLS INHERIT CONNECTION LIMIT %s',
                                r.name, CASE WHEN r.login THEN 'LOGIN' ELSE 'NOLOGIN' END,
-                               r.conn_limit);
+                               r.create_limit);
                 RAISE NOTICE 'bgdb: created role %', r.name;
             EXCEPTION WHEN duplicate_object OR unique_violation THEN
                 NULL;  -- roles are cluster-wide: another database's runner created it just now
             END;
         ELSIF EXISTS (SELECT 1 FROM pg_roles
                       WHERE rolname = r.name
-                        AND (rolcanlogin <> r.login OR rolconnlimit <> r.conn_limit
+                        AND (rolcanlogin <> r.login
+                             OR rolconnlimit <> coalesce(r.want_limit, rolconnlimit)
                              OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls))
         THEN
-            EXECUTE format('ALTER ROLE %I %s NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
-                           ' CONNECTION LIMIT %s',
-                           r.name, CASE WHEN r.login THEN 'LOGIN' ELSE 'NOLOGIN' END,
-                           r.conn_limit);
-            RAISE NOTICE 'bgdb: altered role % (login %, connection limit %)',
-                r.name, r.login, r.conn_limit;
+            attrs := concat_ws(' ', CASE WHEN r.login THEN 'LOGIN' ELSE 'NOLOGIN' END,
+                               'NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS',
+                               'CONNECTION LIMIT ' || r.want_limit);
+            EXECUTE format('ALTER ROLE %I %s', r.name, attrs);
+            RAISE NOTICE 'bgdb: altered role %: %', r.name, attrs;
         END IF;
     END LOOP;
 
@@ -77,6 +83,14 @@ BEGIN
     EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', db);
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, bg_agents_readonly, bg_agents_monitor',
                    db, app);
+    -- Other roles that must connect (e.g. PgBouncer's auth_user, which runs its auth_query in
+    -- this database): existing roles named in bgdb.connect_roles (comma-separated).
+    FOR r IN
+        SELECT rolname FROM pg_roles
+        WHERE rolname = ANY (string_to_array(current_setting('bgdb.connect_roles', true), ','))
+    LOOP
+        EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', db, r.rolname);
+    END LOOP;
     -- REFRESH MATERIALIZED VIEW CONCURRENTLY runs as the view's owner and needs a temp table.
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO bg_agents_owner', db);
 
