@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from checks.report import ReadinessReport
-from checks.target import Target
+from bgdb.remote import Target
 from deploy.hostdata import load_inventory
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}

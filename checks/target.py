@@ -1,70 +1,7 @@
-"""A host under check: its testinfra connection, its settings, and SQL over SSH as postgres."""
+"""Moved to bgdb.remote (shared with the operator CLI); kept until every check imports it."""
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from bgdb.remote import Target
 
-import paramiko
-import testinfra
-
-from deploy.hostdata import InventoryHost
-from deploy.settings import AppSettings, Data, PostgresSettings, app_settings, postgres_settings
-
-
-@dataclass
-class Target:
-    inv: InventoryHost
-
-    @property
-    def name(self) -> str:
-        return self.inv.name
-
-    @cached_property
-    def host(self) -> Any:
-        d = self.inv.data
-        user, port = str(d.get("ssh_user", "root")), int(d.get("ssh_port", 22))
-        host = testinfra.get_host(f"paramiko://{user}@{self.inv.address}:{port}",
-                                  sudo=bool(d.get("_sudo")))
-        # testinfra's paramiko backend only warns on unknown host keys and ignores
-        # UserKnownHostsFile; connect ourselves with the inventory's known hosts, rejecting others.
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        if d.get("ssh_known_hosts_file"):
-            client.load_host_keys(str(d["ssh_known_hosts_file"]))
-        else:
-            client.load_system_host_keys()
-        client.connect(self.inv.address, port=port, username=user,
-                       key_filename=str(d["ssh_key"]) if d.get("ssh_key") else None, timeout=15)
-        host.backend.__dict__["client"] = client
-        return host
-
-    @cached_property
-    def pg(self) -> PostgresSettings:
-        return postgres_settings(Data(self.inv.data))
-
-    @cached_property
-    def app(self) -> AppSettings:
-        return app_settings(Data(self.inv.data))
-
-    def sql(self, query: str, database: str | None = None) -> list[list[str]]:
-        """Rows of `query` run as the postgres superuser over the local socket (tab-separated)."""
-        db = database or self.app.database
-        cmd = (f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -F $'\\t' -p {self.pg.port}"
-               f" -d {shlex.quote(db)} -c {shlex.quote(query)}")
-        out = self.host.run(cmd)
-        if out.rc != 0:
-            raise AssertionError(f"{self.name}: SQL failed ({query!r}): {out.stderr.strip()}")
-        return [line.split("\t") for line in out.stdout.splitlines()]
-
-    def value(self, query: str, database: str | None = None) -> str:
-        rows = self.sql(query, database)
-        return rows[0][0] if rows and rows[0] else ""
-
-    def setting(self, name: str) -> str:
-        return self.value(f"SELECT current_setting('{name}')")
-
-    def journal(self, unit: str, lines: int = 30) -> str:
-        return self.host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager").stdout
+__all__ = ["Target"]

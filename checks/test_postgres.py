@@ -6,7 +6,7 @@ wrong. CIS PostgreSQL Benchmark items are named where one fits.
 
 from __future__ import annotations
 
-from checks.target import Target
+from bgdb.remote import Target
 from deploy.settings import server_config
 
 

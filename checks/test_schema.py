@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.target import Target
+from bgdb.remote import Target
 
 MIGRATIONS_DIR = "sql/migrations"
 
