@@ -1,6 +1,8 @@
 """The Prometheus collector: runs the query table at each scrape and turns rows into metrics.
 
-One scrape at a time (a lock), within ``scrape_timeout_seconds`` for the database part:
+One scrape at a time (a lock). No query starts once ``scrape_timeout_seconds`` (default 5 s) have
+passed in the scrape, and a started one ends within statement_timeout + 1 s, so with the
+defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scrape_timeout:
 * the ``server`` query goes first and is the availability probe: ``bgdb_up`` is 1 when the
   server answered; when it cannot connect, or stops answering mid-scrape, ``bgdb_up`` is 0, the
   remaining queries are skipped, and the endpoint still answers with the exporter's own metrics;
@@ -137,8 +139,9 @@ class BgdbCollector(Collector):
         )
         self._lock = threading.Lock()
         self._histogram = LatencyHistogram()
-        all_names = [q.name for q in (*queries, STATEMENTS_QUERY)]
-        self._errors: dict[str, int] = dict.fromkeys(all_names, 0)
+        targets = {"postgres", "pgbouncer"} if self._bouncer is not None else {"postgres"}
+        names = [q.name for q in (*queries, STATEMENTS_QUERY) if q.target in targets]
+        self._errors: dict[str, int] = dict.fromkeys(names, 0)
         self._durations: dict[str, float] = {}
         self._skipped = 0
         self._connect_errors: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
@@ -158,6 +161,11 @@ class BgdbCollector(Collector):
         with self._lock:
             fams = self._scrape()
         yield from fams
+
+    @property
+    def last_query_durations(self) -> dict[str, float]:
+        """Seconds each query took in its last run (for bench/exporter_scrape.py)."""
+        return dict(self._durations)
 
     def close(self) -> None:
         self._pg.close()
@@ -180,12 +188,12 @@ class BgdbCollector(Collector):
         out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up, duration=duration))
         return out
 
-    def _run(self, db: Database, spec: QuerySpec, deadline: float) -> list[dict[str, Any]]:
+    def _run(self, db: Database, spec: QuerySpec) -> list[dict[str, Any]]:
         sql = self._sql[spec.name]
         params = self._params if spec.target == "postgres" and _PARAM.search(sql) else None
         t0 = time.monotonic()
         try:
-            return db.query(sql, params, deadline=deadline)
+            return db.query(sql, params)
         finally:
             self._durations[spec.name] = time.monotonic() - t0
 
@@ -198,12 +206,13 @@ class BgdbCollector(Collector):
             specs.append(STATEMENTS_QUERY)
         up = False
         for i, spec in enumerate(specs):
-            if time.monotonic() >= deadline:
+            # The probe always runs, so that *_up tells the truth even when the budget is spent.
+            if i > 0 and time.monotonic() >= deadline:
                 self._skipped += len(specs) - i
                 log.warning("scrape budget spent: %d %s queries skipped", len(specs) - i, target)
                 break
             try:
-                rows = self._run(db, spec, deadline)
+                rows = self._run(db, spec)
             except DatabaseHung as exc:
                 self._errors[spec.name] += 1
                 log.warning("%s: %s", spec.name, exc)

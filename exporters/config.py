@@ -34,8 +34,9 @@ class ExporterConfig:
     heartbeat_interval_seconds: float = 60.0
     max_agents: int = 200
     statement_timeout_seconds: float = 2.0
-    # Upper bound for the database part of one scrape; queries left when it is spent are skipped.
-    scrape_timeout_seconds: float = 8.0
+    # No query starts after this much of a scrape has passed (the rest are skipped and counted);
+    # one already running ends within statement_timeout + 1 s.
+    scrape_timeout_seconds: float = 5.0
     long_query_seconds: float = 300.0
     top_tables: int = 20
     max_label_values: int = 50

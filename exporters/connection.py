@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 log = logging.getLogger(__name__)
@@ -123,19 +124,28 @@ class Database:
     def _connect_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "autocommit": True,
-            "prepare_threshold": None,  # no server-side prepared statements (PgBouncer, DDL)
+            # PostgreSQL: every query is prepared on first use and, with force_generic_plan
+            # below, planned once per connection. Planning over dozens of daily partitions costs
+            # more than running these queries; runtime pruning still skips the partitions that
+            # now() rules out. PgBouncer's admin console knows no prepared statements.
+            "prepare_threshold": 0 if self.session_settings else None,
             "row_factory": dict_row,
-            "connect_timeout": max(1, math.ceil(self.statement_timeout_seconds)),
+            # libpq (and psycopg >= 3.2) treat anything under 2 s as 2 s.
+            "connect_timeout": max(2, math.ceil(self.statement_timeout_seconds)),
         }
         if self.session_settings:
             ms = max(1, round(self.statement_timeout_seconds * 1000))
             kwargs["application_name"] = APPLICATION_NAME
             # lock_timeout below statement_timeout: a catalog lookup stuck behind an ACCESS
             # EXCLUSIVE lock (partition drop, REINDEX) fails fast with a clear message.
-            kwargs["options"] = (
+            ours = (
                 f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)} "
                 "-c default_transaction_read_only=on -c idle_in_transaction_session_timeout=60000"
+                " -c plan_cache_mode=force_generic_plan"
             )
+            # Keep options the DSN brings (e.g. "-c role=..."); ours come last and win.
+            theirs = conninfo_to_dict(self.dsn).get("options")
+            kwargs["options"] = f"{theirs} {ours}" if theirs else ours
         return kwargs
 
     @property
@@ -151,17 +161,13 @@ class Database:
         self.connects += 1
         return self._conn, True
 
-    def query(
-        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float | None = None
-    ) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of one statement as dicts. A stale connection (terminated by the server while
-        idle) is replaced once and the statement retried; any other error propagates.
-        ``deadline`` (time.monotonic) shortens the client-side wait when the scrape budget ends
-        sooner."""
+        idle) is replaced once and the statement retried; any other error propagates."""
         for attempt in (1, 2):
             conn, fresh = self._connection()
             try:
-                return self._run(conn, sql, params, deadline)
+                return self._run(conn, sql, params)
             except DatabaseHung:
                 raise
             except psycopg.OperationalError:
@@ -171,15 +177,9 @@ class Database:
         raise AssertionError("unreachable")
 
     def _run(
-        self,
-        conn: psycopg.Connection[Any],
-        sql: str,
-        params: Mapping[str, Any] | None,
-        deadline: float | None,
+        self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | None
     ) -> list[dict[str, Any]]:
         wait = self.statement_timeout_seconds + WATCHDOG_GRACE_SECONDS
-        if deadline is not None:
-            wait = max(0.05, min(wait, deadline - time.monotonic()))
         try:
             with self._watchdog.guard(conn.pgconn.socket, wait):
                 cur = conn.execute(sql, params) if params else conn.execute(sql)

@@ -1,27 +1,47 @@
 -- Per-agent heartbeat health, for at most max_agents agents (the most overdue first, so the
 -- agents an alert is about are always among the labelled ones); agent_summary.sql gives totals.
 -- Agents whose state says they were shut down are left out: they are not expected to beat.
---   last heartbeat = the newer of agents.last_heartbeat and the newest agent_heartbeats row of
---   the last day (one probe of the (agent_id, timestamp DESC) index per recent partition); an
---   agent that never beat counts from started_at, else from its registration.
+--   last heartbeat = the newer of agents.last_heartbeat and the newest agent_heartbeats row.
+--   That row comes from one range scan of the last 3 intervals (the primary key, today's
+--   partitions only), and, for the few agents silent for longer, from one probe of the
+--   (agent_id, timestamp DESC) index over the last day. The upper bound on timestamp lets the
+--   planner skip the partitions made ahead for future days.
+--   An agent that never beat counts from started_at, else from its registration.
 --   missed = floor(age / heartbeat_interval_seconds): the consecutive beats that did not come.
-WITH live AS (
-    SELECT
-        a.agent_id,
-        a.started_at,
-        hb.error_count,
-        extract(epoch FROM now() - coalesce(
-            greatest(a.last_heartbeat, hb.timestamp), a.started_at, a.created_at
-        )) AS age
+WITH recent AS (
+    SELECT DISTINCT ON (agent_id) agent_id, timestamp, error_count
+    FROM agent_heartbeats
+    WHERE timestamp > now() - make_interval(secs => 3 * %(heartbeat_interval_seconds)s)
+      AND timestamp <= now() + interval '1 hour'
+    ORDER BY agent_id, timestamp DESC
+),
+stale AS (
+    -- Agents silent for over 3 intervals (normally few): their newest row of the last day.
+    SELECT a.agent_id, o.timestamp, o.error_count
     FROM agents AS a
-    LEFT JOIN LATERAL (
+    CROSS JOIN LATERAL (
         SELECT h.timestamp, h.error_count
         FROM agent_heartbeats AS h
         WHERE h.agent_id = a.agent_id
           AND h.timestamp > now() - interval '1 day'
+          AND h.timestamp <= now() + interval '1 hour'
         ORDER BY h.timestamp DESC
         LIMIT 1
-    ) AS hb ON true
+    ) AS o
+    WHERE NOT EXISTS (SELECT FROM recent AS r WHERE r.agent_id = a.agent_id)
+      AND lower(a.state) NOT IN ('stopped', 'terminated', 'shutdown')
+),
+live AS (
+    SELECT
+        a.agent_id,
+        a.started_at,
+        coalesce(r.error_count, o.error_count) AS error_count,
+        extract(epoch FROM now() - coalesce(
+            greatest(a.last_heartbeat, r.timestamp, o.timestamp), a.started_at, a.created_at
+        )) AS age
+    FROM agents AS a
+    LEFT JOIN recent AS r ON r.agent_id = a.agent_id
+    LEFT JOIN stale AS o ON o.agent_id = a.agent_id
     WHERE lower(a.state) NOT IN ('stopped', 'terminated', 'shutdown')
 )
 SELECT

@@ -1,0 +1,36 @@
+"""Basic auth header check (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from exporters.http import check_basic_auth
+
+DIGEST = hashlib.sha256(b"s3cret:with:colons").hexdigest()
+
+
+def header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_right_credentials() -> None:
+    assert check_basic_auth(header("prom", "s3cret:with:colons"), "prom", DIGEST)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        header("prom", "wrong"),
+        header("other", "s3cret:with:colons"),
+        "Bearer abc",
+        "Basic !!!not-base64",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+    ],
+)
+def test_refused(value: str | None) -> None:
+    assert not check_basic_auth(value, "prom", DIGEST)

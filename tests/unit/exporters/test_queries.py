@@ -1,0 +1,101 @@
+"""The declarative query table and the rows -> metric families step, with plain rows."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from prometheus_client.core import CounterMetricFamily
+
+from exporters.collector import families_from_rows, load_sql, metric_value
+from exporters.config import DEFAULT_SQL_DIR
+from exporters.queries import QUERIES, STATEMENTS_QUERY, QuerySpec, check_table, counter, gauge
+
+
+def test_table_is_consistent() -> None:
+    check_table()
+
+
+@pytest.mark.parametrize("spec", [q for q in QUERIES if q.target == "postgres"],
+                         ids=lambda q: q.name)
+def test_sql_file_columns_are_the_metric_and_label_names(spec: QuerySpec) -> None:
+    # query-exporter style: every metric and label of the table is a column alias in the file.
+    text = (DEFAULT_SQL_DIR / spec.sql).read_text()
+    aliases = set(re.findall(r"\bAS\s+(\w+)", text, flags=re.IGNORECASE))
+    for m in spec.metrics:
+        assert m.name in aliases, f"{spec.sql}: no column {m.name}"
+    # Labels are plain columns or aliases; the integration tests check the real result columns.
+    for label, column in spec.label_columns():
+        assert label == column
+        assert re.search(rf"\b{column}\b", text), f"{spec.sql}: no column {column}"
+
+
+def test_every_sql_file_is_used() -> None:
+    used = {q.sql for q in (*QUERIES, STATEMENTS_QUERY) if q.target == "postgres"}
+    assert {p.name for p in Path(DEFAULT_SQL_DIR).glob("*.sql")} == used
+
+
+def test_load_sql_reads_postgres_files_and_keeps_show_commands() -> None:
+    sql = load_sql(DEFAULT_SQL_DIR, QUERIES)
+    assert "pg_stat_activity" in sql["connections"]
+    assert sql["pgbouncer_pools"] == "SHOW POOLS"
+
+
+def test_families_from_rows_with_labels_counters_and_nulls() -> None:
+    spec = QuerySpec("t", "postgres", "t.sql", (
+        gauge("bgdb_t_size_bytes", "size"),
+        counter("bgdb_t_reads_total", "reads"),
+    ), labels=("schema", "table"))
+    rows: list[dict[str, object]] = [
+        {"schema": "public", "table": "a", "bgdb_t_size_bytes": Decimal("10.5"),
+         "bgdb_t_reads_total": 3},
+        {"schema": "public", "table": "b", "bgdb_t_size_bytes": None, "bgdb_t_reads_total": 7},
+    ]
+    size, reads = families_from_rows(spec, rows)
+    assert size.type == "gauge" and reads.type == "counter"
+    assert isinstance(reads, CounterMetricFamily) and reads.name == "bgdb_t_reads"
+    assert [(s.labels, s.value) for s in size.samples] == [
+        ({"schema": "public", "table": "a"}, 10.5)]  # NULL: no sample
+    assert [(s.name, s.labels["table"], s.value) for s in reads.samples] == [
+        ("bgdb_t_reads_total", "a", 3.0), ("bgdb_t_reads_total", "b", 7.0)]
+
+
+def test_pgbouncer_columns_scale_rename_and_skip() -> None:
+    pools = next(q for q in QUERIES if q.name == "pgbouncer_pools")
+    rows = [
+        {"database": "agents", "user": "app", "cl_active": 4, "cl_waiting": 2, "sv_active": 3,
+         "sv_idle": 1, "sv_used": 0, "sv_tested": 1, "sv_login": 1, "maxwait": 1,
+         "maxwait_us": 250000, "pool_mode": "transaction"},
+        {"database": "pgbouncer", "user": "pgbouncer", "cl_active": 1, "cl_waiting": 0,
+         "sv_active": 0, "sv_idle": 0, "sv_used": 0, "sv_tested": 0, "sv_login": 0,
+         "maxwait": 0, "maxwait_us": 0, "pool_mode": "statement"},
+    ]
+    fams = {f.name: f for f in families_from_rows(pools, rows)}
+    wait = fams["bgdb_pgbouncer_pool_max_wait_seconds"].samples
+    assert [(s.labels, s.value) for s in wait] == [({"database": "agents", "user": "app"}, 1.25)]
+    assert fams["bgdb_pgbouncer_pool_server_other"].samples[0].value == 2
+    databases = next(q for q in QUERIES if q.name == "pgbouncer_databases")
+    fams = {f.name: f for f in families_from_rows(databases, [
+        {"name": "agents", "pool_size": 20, "reserve_pool": 0, "current_connections": 5,
+         "max_connections": 0, "paused": 0, "disabled": 0}])}
+    assert fams["bgdb_pgbouncer_database_pool_size"].samples[0].labels == {"database": "agents"}
+
+
+def test_metric_value_optional_extra_columns() -> None:
+    m = gauge("x", "x", ("maxwait", 1.0), ("maxwait_us", 1e-6))
+    assert metric_value(m, {"maxwait": 2}) == 2  # older PgBouncer: no maxwait_us
+    assert metric_value(m, {"maxwait_us": 5}) is None
+    assert metric_value(gauge("y", "y"), {"y": True}) == 1.0
+    assert metric_value(gauge("y", "y"), {"y": "n/a"}) is None
+
+
+def test_bad_tables_are_refused() -> None:
+    with pytest.raises(ValueError):
+        counter("bgdb_not_a_counter", "x")
+    dup = QuerySpec("a", "postgres", "a.sql", (gauge("bgdb_x", "x"),))
+    with pytest.raises(ValueError, match="twice"):
+        check_table((dup, QuerySpec("b", "postgres", "b.sql", (gauge("bgdb_x", "x"),))))
+    with pytest.raises(ValueError, match="twice"):
+        check_table((dup, dup))
