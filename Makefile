@@ -41,6 +41,8 @@ lint: setup
 
 test: setup lint
 	$(VENV)/bin/pytest -q
+	@# The tests' labs must be gone, whatever happened (the demo lab `sbx` may stay up).
+	$(PY) -m sandbox leftovers --keep sbx
 
 down: setup
 	$(PY) -m sandbox down --all

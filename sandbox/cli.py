@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     p_down = sub.add_parser("down", help="stop hosts and remove every trace")
     p_down.add_argument("--lab", default="sbx")
     p_down.add_argument("--all", action="store_true")
+    p_left = sub.add_parser("leftovers", help="list traces of labs (exit 1 if any)")
+    p_left.add_argument("--keep", action="append", default=[], help="a lab that may stay up")
     p_status = sub.add_parser("status", help="print the lab's inventory")
     p_status.add_argument("--lab", default="sbx")
     args = parser.parse_args(argv)
@@ -30,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{h.name:16} {h.address:14} {','.join(h.groups) or '-'}")
             print(f"{len(lab.hosts)} host(s) up in {time.monotonic() - started:.1f}s; "
                   f"inventory: {lab.inventory_file}")
+        elif args.cmd == "leftovers":
+            found = hosts.leftovers(set(args.keep))
+            for item in found:
+                print(f"left behind: {item}")
+            if found:
+                return 1
+            print("no sandbox traces left" + (f" (kept: {', '.join(args.keep)})"
+                                              if args.keep else ""))
         elif args.cmd == "down":
             hosts.down_all() if args.all else hosts.down(args.lab)
             print("sandbox down" + (" (all labs)" if args.all else f" (lab {args.lab})"))

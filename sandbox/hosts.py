@@ -127,6 +127,31 @@ def down_all() -> None:
     _teardown_shared()
 
 
+def leftovers(keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Traces of sandbox hosts outside the labs in `keep`: namespaces, mounts, cgroups,
+    processes, and (when no lab is kept) the bridge and the apt proxy."""
+    found = []
+    keep_prefixes = tuple(f"bgdb-{lab}-" for lab in keep)
+    found += [f"netns {ns}" for ns in network.stale_namespaces()
+              if not ns.startswith(keep_prefixes)]
+    keep_dirs = tuple(str(paths.LABS / lab) + "/" for lab in keep)
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount = line.split()[1]
+        if mount.startswith(str(paths.LABS)) and not mount.startswith(keep_dirs):
+            found.append(f"mount {mount}")
+    for cg in (paths.CGROUP_V1, paths.CGROUP_V2):
+        for name in _dirs(cg):
+            if not name.startswith(tuple(f"{lab}-" for lab in keep)):
+                procs = len(_cgroup_pids(name))
+                found.append(f"cgroup {cg / name}" + (f" ({procs} processes)" if procs else ""))
+    if not keep & _dirs(paths.LABS):
+        if ok(["ip", "link", "show", paths.BRIDGE]):
+            found.append(f"bridge {paths.BRIDGE}")
+        if (paths.ACNG_DIR / "acng.pid").exists():
+            found.append("apt-cacher-ng")
+    return found
+
+
 def _teardown_shared() -> None:
     network.stop_apt_proxy()
     network.remove_bridge()
@@ -144,6 +169,13 @@ def _check_environment() -> None:
     for tool in ("systemd-nspawn", "mmdebstrap", "apt-cacher-ng", "ip", "ssh-keygen"):
         if shutil.which(tool) is None:
             raise SandboxError(f"{tool} not found: run `make setup` first")
+    # Every container's systemd takes inotify instances from root's machine-wide budget
+    # (default 128): a few labs at once exhaust it and PID 1 dies at boot ("Too many open
+    # files"). Raise the limits on this machine only when they are lower.
+    for name, minimum in (("max_user_instances", 8192), ("max_user_watches", 524288)):
+        knob = Path("/proc/sys/fs/inotify") / name
+        if int(knob.read_text()) < minimum:
+            knob.write_text(str(minimum))
 
 
 def _boot(lab: Lab, host: Host, base: Path, key: Path) -> int:

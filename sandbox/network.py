@@ -39,8 +39,14 @@ def veth_name(address: IPv4Address) -> str:
 def add_host_network(host: str, address: IPv4Address) -> str:
     """Create the host's netns with eth0 = address, wired to the bridge; return the netns path."""
     ns, veth = netns_name(host), veth_name(address)
+    # A torn-down host with this address had another MAC: a stale neighbour entry on the bridge
+    # would blackhole traffic to the new host for half a minute.
+    run(["ip", "neigh", "flush", "to", str(address)], check=False)
     run(["ip", "netns", "add", ns])
-    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    # A MAC derived from the address keeps every neighbour cache right when a host is re-created.
+    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in str(address).split("."))
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+         "address", mac])
     run(["ip", "link", "set", veth, "master", paths.BRIDGE, "up"])
     cidr = f"{address}/{paths.NETWORK.prefixlen}"
     run(["ip", "-n", ns, "addr", "add", cidr, "dev", "eth0"])
