@@ -1,5 +1,5 @@
-"""`bgdb`: the operator's command. deploy, check and where for now; status/troubleshoot/connect
-build on the same inventory, settings and secrets."""
+"""`bgdb`: the operator's command. deploy, check, where; connect, status, troubleshoot and
+maintenance run, all from the same inventory, settings and secrets as the deploy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from rich.console import RenderableType
+
+from bgdb import connect, maintenance, status, tables, targets, troubleshoot
+from bgdb.targets import OperatorError
 from deploy.hostdata import load_inventory
 from deploy.secrets import SecretError
 from deploy.settings import Data, SettingsError, app_settings
@@ -44,14 +50,100 @@ def cmd_where(args: argparse.Namespace) -> int:
     pwfile = REPO / ".secrets" / "passwords" / app.user
     print(f"""
 PostgreSQL primary: {primary.name} ({primary.address}:{app.port}), database {app.database}
-  connect:  PGPASSWORD="$(cat {pwfile})" .venv/bin/pgcli \\
-              "host={primary.address} port={app.port} dbname={app.database} user={app.user} \\
-               sslmode=verify-full sslrootcert={ca}"
+  connect:  .venv/bin/bgdb connect   (pgcli over TLS; --role readonly|monitor, --via pgbouncer)
+  other clients: "host={primary.address} port={app.port} dbname={app.database} user={app.user} \\
+                  sslmode=verify-full sslrootcert={ca}", password in {pwfile}
+  operate:  .venv/bin/bgdb status | troubleshoot | maintenance run daily
   secrets:  {REPO / '.secrets'} (0700; generated passwords, the CA and host certificates)
   readiness report: {REPO / 'reports' / 'readiness.md'} (JUnit: reports/readiness.xml)
   sandbox:  `.venv/bin/python -m sandbox status` / `make down` removes every host
 """)
     return 0
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    return connect.run(inv, args.role, args.via, args.pgcli_args)
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]], problems: list[str],
+            render: Callable[[dict[str, Any]], RenderableType]) -> None:
+    if args.json:
+        print(tables.dump_json({"hosts": results, "unreachable": problems}))
+    else:
+        out = tables.console()
+        for result in results:
+            out.print(render(result))
+    for line in problems:
+        print(f"bgdb: {line}", file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    results, problems = status.collect(targets.select(args.hosts))
+    _report(args, results, problems, status.render_host)
+    return 2 if problems else 0
+
+
+def cmd_troubleshoot(args: argparse.Namespace) -> int:
+    th = troubleshoot.Thresholds(
+        connection_use_percent=args.connection_use_percent,
+        long_query_seconds=args.long_query_seconds, slow_statement_ms=args.slow_statement_ms,
+        dead_tuple_ratio=args.dead_tuple_ratio, dead_tuple_min=args.dead_tuple_min,
+        disk_free_percent=args.disk_free_percent)
+    results, problems = troubleshoot.collect(targets.select(args.hosts), th)
+    _report(args, results, problems, troubleshoot.render_host)
+    if problems:
+        return 2
+    return 1 if any(r["flagged"] for r in results) else 0
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    return maintenance.run(inv, args.period)
+
+
+def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("connect", usage="bgdb connect [HOST] [--via pgbouncer] "
+                       "[--role app|readonly|monitor] [-- PGCLI OPTIONS]",
+                       help="pgcli on a database host (TLS verify-full, no password on the "
+                       "command line)")
+    p.add_argument("host", nargs="?", help="inventory name or address (default: the primary)")
+    p.add_argument("--via", choices=("pgbouncer",), help="through PgBouncer (port 6432)")
+    p.add_argument("--role", choices=("app", "readonly", "monitor"), default="app",
+                   help="login role (default: app, the agents' role)")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("status", help="agents, heartbeats, replication, backups, pools per host")
+    p.add_argument("hosts", nargs="*", help="inventory names or addresses (default: all DB hosts)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(func=cmd_status)
+
+    d = troubleshoot.Thresholds()
+    p = sub.add_parser("troubleshoot", help="the troubleshooting guide, run: flags problems, "
+                       "says what to do; exit 1 when anything is flagged")
+    p.add_argument("hosts", nargs="*", help="inventory names or addresses (default: all DB hosts)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.add_argument("--long-query-seconds", type=float, default=d.long_query_seconds,
+                   help="flag queries running longer (default %(default)s)")
+    p.add_argument("--slow-statement-ms", type=float, default=d.slow_statement_ms,
+                   help="flag statements with a longer mean time (default %(default)s)")
+    p.add_argument("--connection-use-percent", type=float, default=d.connection_use_percent,
+                   help="flag client connections over this share of max_connections "
+                   "(default %(default)s)")
+    p.add_argument("--dead-tuple-ratio", type=float, default=d.dead_tuple_ratio,
+                   help="flag tables with more dead tuples (default %(default)s)")
+    p.add_argument("--dead-tuple-min", type=int, default=d.dead_tuple_min,
+                   help="... and at least this many (default %(default)s)")
+    p.add_argument("--disk-free-percent", type=float, default=d.disk_free_percent,
+                   help="flag a data volume with less free space (default %(default)s)")
+    p.set_defaults(func=cmd_troubleshoot)
+
+    p = sub.add_parser("maintenance", help="scheduled maintenance jobs, on demand")
+    msub = p.add_subparsers(dest="action", required=True)
+    r = msub.add_parser("run", help="run a maintenance job now on the primary and wait for it")
+    r.add_argument("period", choices=("daily", "weekly", "monthly"))
+    r.add_argument("--host", help="another database host than the primary")
+    r.set_defaults(func=cmd_maintenance)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k ssl)")
     p.set_defaults(func=cmd_check)
     sub.add_parser("where", help="how to connect and where to look").set_defaults(func=cmd_where)
+    _operator_commands(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `bgdb connect ... -- OPTIONS`: what follows -- goes to pgcli untouched.
+    passthrough: list[str] = []
+    if argv[:1] == ["connect"] and "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    args.pgcli_args = passthrough
     try:
         return int(args.func(args))
-    except (SettingsError, SecretError) as exc:
+    except SettingsError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except (OperatorError, SecretError) as exc:
+        print(f"bgdb: {exc}", file=sys.stderr)
         return 2
 
 

@@ -42,7 +42,7 @@ class SchemaWork(FactBase[tuple[int, list[str]]]):
 
 
 @operation()
-def apply_schema(check: str, apply: str):  # type: ignore[no-untyped-def]
+def apply_schema(check: str, apply: str):
     rc, lines = host.get_fact(SchemaWork, check=check)
     if rc == 0:
         return
