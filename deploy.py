@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from pyinfra import host, inventory
 
-from deploy import postgres, roles, schema
-from deploy.settings import Data, app_settings, postgres_settings
+from deploy import backup, exporter, maintenance, pgbouncer, postgres, replica, roles, schema
+from deploy.settings import (
+    Data,
+    app_settings,
+    backup_settings,
+    exporter_settings,
+    maintenance_settings,
+    pgbouncer_settings,
+    postgres_settings,
+    replica_settings,
+)
 
 data = Data(host.data.dict())
 app = app_settings(data)
@@ -17,4 +26,27 @@ if "postgres_primary" in host.groups:
     replicas = [str(h.data.get("service_address")) for h in replica_hosts]
     postgres.install_postgres(pg, app, replicas)
     roles.configure_roles(pg, app)
+    pgbouncer.install_pgbouncer(pg, app, pgbouncer_settings(data, app, pg))
     schema.apply_migrations(pg, app)
+    bk = backup_settings(data)
+    backup.configure_backup(bk, pg, app)
+    maintenance.configure_maintenance(maintenance_settings(data), bk, pg, app)
+    exporter.install_exporter(exporter_settings(data, pg), pg, app, bk.status_file)
+    replica.configure_primary(pg, replica_settings(data), [h.name for h in replica_hosts])
+
+# Read replicas: what needs no primary first (it runs alongside the primary's deploy), then one
+# operation shared with the primary, after which everything else (the copy) runs.
+if "postgres_replicas" in host.groups:
+    primary_host = inventory.get_group("postgres_primary")[0]
+    rpg = postgres_settings(data)
+    rs = replica_settings(data)
+    topo = replica.topology(primary_host, inventory.get_group("postgres_replicas"))
+    replica.prepare_replica(rpg, app, rs, topo, primary_host)
+if {"postgres_primary", "postgres_replicas"} & set(host.groups):
+    replica.wait_for_primary()
+if "postgres_replicas" in host.groups:
+    replica.start_replica(rpg, rs, topo)
+    # Roles, passwords and PgBouncer's auth function arrive by replication: the same database
+    # entry, served read-only by the standby.
+    pgbouncer.install_pgbouncer(rpg, app, pgbouncer_settings(data, app, rpg))
+    exporter.install_exporter(exporter_settings(data, rpg), rpg, app, None)

@@ -102,6 +102,13 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return maintenance.run(inv, args.period)
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from bgdb import promote
+
+    return promote.main([args.replica, *(["--force"] if args.force else []),
+                         "--timeout", str(args.timeout)])
+
+
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("connect", usage="bgdb connect [HOST] [--via pgbouncer] "
                        "[--role app|readonly|monitor] [-- PGCLI OPTIONS]",
@@ -138,6 +145,14 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="flag a data volume with less free space (default %(default)s)")
     p.set_defaults(func=cmd_troubleshoot)
 
+    p = sub.add_parser("promote", help="promote a replica to primary; repoint the others")
+    p.add_argument("replica")
+    p.add_argument("--force", action="store_true",
+                   help="even if the old primary still answers as a primary")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_promote)
+    # `restore` hands all its arguments to bgdb.restore's own parser (see main()).
+    sub.add_parser("restore", help="restore the latest backup or a point in time (see --help)")
     p = sub.add_parser("maintenance", help="scheduled maintenance jobs, on demand")
     msub = p.add_subparsers(dest="action", required=True)
     r = msub.add_parser("run", help="run a maintenance job now on the primary and wait for it")
@@ -147,6 +162,11 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["restore"]:
+        from bgdb import restore
+
+        return restore.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="bgdb", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("deploy", help="validate settings, then run the pyinfra deploy").set_defaults(
@@ -162,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["connect"] and "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     args.pgcli_args = passthrough
     try:
         return int(args.func(args))

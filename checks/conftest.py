@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from checks.report import ReadinessReport
 from bgdb.remote import Target
+from checks.report import ReadinessReport
 from deploy.hostdata import load_inventory
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}

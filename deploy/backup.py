@@ -16,6 +16,7 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 
 from deploy import jobs, pgsql, secrets
@@ -39,8 +40,9 @@ def archive_config(bk: BackupSettings, conf: Mapping[str, str]) -> dict[str, str
     }
 
 
-def cipher_pass(bk: BackupSettings) -> str | None:
-    return secrets.password(CIPHER_SECRET) if bk.encrypt else None
+def cipher_pass(bk: BackupSettings, *, generate: bool = True) -> str | None:
+    """The repository key from the secrets directory (generated on the first deploy)."""
+    return secrets.password(CIPHER_SECRET, generate=generate) if bk.encrypt else None
 
 
 def pgbackrest_conf(bk: BackupSettings, pg: PostgresSettings, cipher: str | None,
@@ -115,10 +117,16 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings)
     jobs.install_runner(bk.status_dir)
     for job in backup_jobs(bk, pg, app):
         jobs.install_timer(job, after=f"{pg.unit}.service")
+    # A fresh host is restorable (and its readiness checks pass) from the first deploy on.
     server.shell(
         name="Take the first full backup",
         commands=["systemctl start bgdb-backup-full.service"],
         _if=lambda: not _has_backup(host.get_fact(PgbackrestInfo, stanza=bk.stanza)),
+    )
+    server.shell(
+        name="Take the first logical dump",
+        commands=["systemctl start bgdb-dump.service"],
+        _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/dump.json") is None,
     )
 
 
@@ -127,7 +135,7 @@ def _archiver_failing(port: int) -> bool:
     found = pgsql.rows("SELECT last_failed_time IS NOT NULL AND (last_archived_time IS NULL "
                        "OR last_failed_time > last_archived_time) FROM pg_stat_archiver",
                        port=port)
-    return bool(found) and found[0][0] == "t"
+    return bool(found and found[0] and found[0][0] == "t")
 
 
 Info = list[dict[str, Any]]

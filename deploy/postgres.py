@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
@@ -11,9 +13,17 @@ from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, pgsql
+from deploy import backup, certs, pgsql
 from deploy.render import as_file
-from deploy.settings import AppSettings, PostgresSettings, server_config
+from deploy.settings import (
+    AppSettings,
+    Data,
+    PostgresSettings,
+    backup_settings,
+    exporter_settings,
+    pgbouncer_port,
+    server_config,
+)
 
 APP_ROLES = ("bg_agents_user", "bg_agents_readonly")  # + the configured app user
 CA_PATH = "/etc/bgdb/ca.crt"
@@ -33,7 +43,20 @@ def hba_roles(app: AppSettings) -> list[str]:
 
 @deploy("Install and configure PostgreSQL")
 def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: list[str]) -> None:
-    address = str(host.data.get("service_address"))
+    install_packages(pg)
+    server.shell(
+        name=f"Create cluster {pg.version}/{pg.cluster} with data checksums",
+        commands=[createcluster_command(pg, start=True)],
+        _if=lambda: not host.get_fact(ClusterExists, version=pg.version, cluster=pg.cluster),
+    )
+    changed = write_server_files(pg, app, replica_addresses)
+    run_server(pg, changed, replica_addresses)
+
+
+# The pieces below are shared with the replicas (deploy/replica.py), which create the cluster
+# from a copy of the primary instead.
+
+def install_packages(pg: PostgresSettings) -> None:
     files.put(
         name="Let the deploy create the cluster (checksums, locale), not the package",
         src=StringIO("create_main_cluster = false\n"),
@@ -42,17 +65,24 @@ def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: 
     )
     apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
-    server.shell(
-        name=f"Create cluster {pg.version}/{pg.cluster} with data checksums",
-        commands=[
-            f"pg_createcluster {pg.version} {pg.cluster} --port {pg.port} --locale {pg.locale} "
-            f"--encoding UTF8 --start -- --data-checksums"
-        ],
-        _if=lambda: not host.get_fact(_ClusterExists, version=pg.version, cluster=pg.cluster),
-    )
 
+
+def createcluster_command(pg: PostgresSettings, *, start: bool) -> str:
+    return (f"pg_createcluster {pg.version} {pg.cluster} --port {pg.port} --locale {pg.locale} "
+            f"--encoding UTF8{' --start' if start else ''} -- --data-checksums")
+
+
+def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers: list[str],
+                       adjust: Callable[[dict[str, str]], dict[str, str]] | None = None
+                       ) -> list[Any]:
+    """Certificates, the tuned drop-in and pg_hba.conf; returns the operations whose change
+    needs a reload. `adjust` lets a replica raise settings to its primary's values."""
+    address = str(host.data.get("service_address"))
     memory_mb = host.get_fact(Memory) or 1024
     conf = server_config(pg, memory_mb * 1024, host.get_fact(Cpus) or 1)
+    conf.update(backup.archive_config(backup_settings(Data(host.data.dict())), conf))
+    if adjust:
+        conf = adjust(conf)
     hostname = host.get_fact(Hostname) or host.name
     cert = certs.server_cert(host.name, [hostname, host.name, "localhost"],
                              [address, "127.0.0.1"])
@@ -83,18 +113,23 @@ def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: 
     hba_op = files.put(
         name="Write pg_hba.conf",
         src=as_file("pg_hba.conf.j2", pg=pg, app=app, app_roles=hba_roles(app),
-                    replica_addresses=replica_addresses),
+                    replica_addresses=replication_peers),
         dest=f"{pg.conf_dir}/pg_hba.conf", user="postgres", group="postgres", mode="0640",
     )
+    return [conf_op, hba_op, *ssl_ops]
+
+
+def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
+    """Start PostgreSQL, apply changed files (reload, or restart when needed), kernel settings
+    and the firewall, which also lets the replication peers in."""
     systemd.service(name="Keep PostgreSQL running and enabled", service=pg.unit, running=True,
                     enabled=True)
-    changed = [conf_op, hba_op, *ssl_ops]
     pgsql.apply_config(name="Reload PostgreSQL; restart only if a setting needs it",
                        unit=pg.unit, port=pg.port,
                        _if=lambda: any(op.did_change() for op in changed))
     _kernel_settings()
     if pg.firewall:
-        _firewall(pg)
+        _firewall(pg, replication_peers)
 
 
 def _kernel_settings() -> None:
@@ -107,16 +142,18 @@ def _kernel_settings() -> None:
                  _if=lambda: sysctl.did_change() and not host.get_fact(_InContainer))
 
 
-def _firewall(pg: PostgresSettings) -> None:
+def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
     def v4(nets: Any) -> list[str]:
         return list(dict.fromkeys(str(n) for n in nets if n.version == 4))
 
     rules = files.put(
         name="Write the firewall rules",
         src=as_file("firewall.nft.j2", pg=pg,
-                    client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs)),
+                    client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs,
+                                     *(ipaddress.ip_network(p) for p in replication_peers))),
                     monitoring_cidrs=v4(pg.monitoring_cidrs),
-                    db_ports=[pg.port, *pg.extra_ports], monitoring_ports=[]),
+                    db_ports=[pg.port, pgbouncer_port(Data(host.data.dict())),
+                              *pg.extra_ports], monitoring_ports=_monitoring_ports(pg)),
         dest="/etc/bgdb/firewall.nft", mode="0600", create_remote_dir=True,
     )
     unit = files.put(name="Install the firewall unit", src=as_file("bgdb-firewall.service.j2"),
@@ -128,7 +165,13 @@ def _firewall(pg: PostgresSettings) -> None:
 
 
 
-class _ClusterExists(FactBase[bool]):
+def _monitoring_ports(pg: PostgresSettings) -> list[int]:
+    """The exporter's port, open to postgres_monitoring_cidrs only (deploy/exporter.py)."""
+    ex = exporter_settings(Data(host.data.dict()), pg)
+    return [ex.port] if ex.enabled else []
+
+
+class ClusterExists(FactBase[bool]):
     def command(self, version: int, cluster: str) -> str:
         return f"test -f /var/lib/postgresql/{version}/{cluster}/PG_VERSION && echo yes || echo no"
 

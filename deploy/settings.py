@@ -368,3 +368,289 @@ def maintenance_settings(data: Data) -> MaintenanceSettings:
         premake_days=data.integer("maintenance_premake_days", 14, 1, 365),
         long_query_seconds=data.integer("maintenance_long_query_seconds", 300, 1, 86400),
     )
+
+
+# --- PgBouncer -----------------------------------------------------------------------------------
+
+POOL_MODES = ("session", "transaction", "statement")
+PGBOUNCER_AUTH_USER = "pgbouncer"
+# Roles that get a server pool through PgBouncer: the roles pg_hba lets in over the local socket
+# to the application database (postgres.hba_roles + the monitor), and the auth_user itself.
+PGBOUNCER_POOL_ROLES = ("bg_agents_user", "bg_agents_readonly", "bg_agents_monitor",
+                        PGBOUNCER_AUTH_USER)
+PGBOUNCER_PROCESSES = 1  # one pgbouncer per database host
+
+
+@dataclass(frozen=True)
+class PgBouncerSettings:
+    port: int
+    listen_addresses: tuple[str, ...]  # () = the host's service address + 127.0.0.1
+    pool_mode: str
+    default_pool_size: int
+    reserve_pool_size: int
+    reserve_pool_timeout: int  # seconds a client waits before the reserve pool is used
+    max_client_conn: int
+    query_wait_timeout: int
+    server_reset_query: str
+    server_idle_timeout: int
+    server_lifetime: int
+    client_idle_timeout: int
+    idle_transaction_timeout: int
+    admin_users: tuple[str, ...]
+    stats_users: tuple[str, ...]
+    databases: tuple[str, ...]  # [databases] entries, each routed to the local server
+    pool_users: tuple[str, ...]
+    max_connections: int  # the server's, which the pools must fit in
+    auth_user: str = PGBOUNCER_AUTH_USER
+    processes: int = PGBOUNCER_PROCESSES
+
+    @property
+    def server_connections(self) -> int:
+        """The most server connections all pools together can open."""
+        return ((self.default_pool_size + self.reserve_pool_size) * len(self.databases)
+                * len(self.pool_users) * self.processes)
+
+    @property
+    def console_users(self) -> tuple[str, ...]:
+        """Roles allowed on the admin console: PgBouncer 1.18 checks them against auth_file."""
+        return tuple(dict.fromkeys((*self.admin_users, *self.stats_users)))
+
+    @property
+    def nofile(self) -> int:
+        """File descriptors: every client, every server connection, and headroom."""
+        return max(4096, 2 * (self.max_client_conn + self.server_connections) + 256)
+
+
+def planned_max_connections(pg: PostgresSettings) -> int:
+    """max_connections as the deploy will set it: an override, else the workload's PGTune
+    default (which does not depend on RAM, so it is known before any host is contacted)."""
+    if "max_connections" in pg.overrides:
+        value = pg.overrides["max_connections"]
+        if not value.isdigit() or int(value) < 1:
+            raise SettingsError("postgres_overrides.max_connections", value,
+                                "expected a positive integer")
+        return int(value)
+    shape = tuning.HostShape(memory_kb=1 << 20, cpus=1, disk=pg.disk,  # type: ignore[arg-type]
+                             workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
+    return int(tuning.compute(shape)["max_connections"])
+
+
+def pgbouncer_port(data: Data) -> int:
+    return data.integer("pgbouncer_port", 6432, 1, 65535)
+
+
+def _role_list(data: Data, key: str, default: Sequence[str]) -> tuple[str, ...]:
+    value, src = data.raw(key, list(default))
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise SettingsError(key, value, "expected a list of role names", src)
+    for item in value:
+        if not isinstance(item, str) or not _IDENT.match(item):
+            raise SettingsError(key, item, "expected a lowercase SQL identifier", src)
+    return tuple(dict.fromkeys(value))
+
+
+def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
+                       max_connections: int | None = None) -> PgBouncerSettings:
+    """PgBouncer's settings, and the sizing guard: all pools together (plus the superuser
+    reserve) must fit in the server's max_connections, or clients queue on a full server."""
+    port = pgbouncer_port(data)
+    if port == pg.port:
+        raise SettingsError("pgbouncer_port", port, f"must differ from postgres_port {pg.port}")
+    listen, _ = data.raw("pgbouncer_listen_addresses", [])
+    if isinstance(listen, str) or not isinstance(listen, Sequence):
+        raise SettingsError("pgbouncer_listen_addresses", listen, "expected a list of addresses")
+    for addr in listen:
+        try:
+            ip = ipaddress.ip_address(str(addr))
+        except ValueError:
+            raise SettingsError("pgbouncer_listen_addresses", addr,
+                                "expected IP addresses; '*' exposes every interface") from None
+        if ip.is_unspecified:
+            raise SettingsError("pgbouncer_listen_addresses", addr,
+                                "exposes every interface: list the service addresses")
+    pool_value, _ = data.raw("pgbouncer_default_pool_size")
+    if pool_value is None:  # the seed's POSTGRESQL_POOL_SIZE
+        pool, pool_src = app.pool_size, data.raw("app_pool_size", None, "POSTGRESQL_POOL_SIZE")[1]
+    else:
+        pool, pool_src = data.integer("pgbouncer_default_pool_size", 10, 1, 10000), None
+    wait_value, _ = data.raw("pgbouncer_query_wait_timeout")
+    wait = app.timeout if wait_value is None else data.integer(
+        "pgbouncer_query_wait_timeout", 30, 0, 86400)
+    reset, _ = data.raw("pgbouncer_server_reset_query", "DISCARD ALL")
+    if not isinstance(reset, str) or any(c in reset for c in "\n\r;"):
+        raise SettingsError("pgbouncer_server_reset_query", reset, "expected one SQL statement")
+    bouncer = PgBouncerSettings(
+        port=port,
+        listen_addresses=tuple(str(a) for a in listen),
+        pool_mode=data.choice("pgbouncer_pool_mode", "transaction", POOL_MODES),
+        default_pool_size=pool,
+        reserve_pool_size=data.integer("pgbouncer_reserve_pool_size", 5, 0, 10000),
+        reserve_pool_timeout=data.integer("pgbouncer_reserve_pool_timeout", 3, 0, 3600),
+        max_client_conn=data.integer("pgbouncer_max_client_conn", 1000, 1, 100000),
+        query_wait_timeout=wait,
+        server_reset_query=reset,
+        server_idle_timeout=data.integer("pgbouncer_server_idle_timeout", 600, 0, 86400),
+        server_lifetime=data.integer("pgbouncer_server_lifetime", 3600, 0, 604800),
+        client_idle_timeout=data.integer("pgbouncer_client_idle_timeout", 0, 0, 604800),
+        idle_transaction_timeout=data.integer("pgbouncer_idle_transaction_timeout", 600, 0,
+                                              86400),
+        admin_users=_role_list(data, "pgbouncer_admin_users", ()),
+        stats_users=_role_list(data, "pgbouncer_stats_users", ("bg_agents_monitor",)),
+        databases=(app.database,),
+        pool_users=tuple(dict.fromkeys((app.user, *PGBOUNCER_POOL_ROLES))),
+        max_connections=planned_max_connections(pg) if max_connections is None
+        else max_connections,
+    )
+    if PGBOUNCER_AUTH_USER in bouncer.console_users:
+        raise SettingsError("pgbouncer_stats_users", PGBOUNCER_AUTH_USER,
+                            "the auth_user only looks passwords up; use another role")
+    needed = bouncer.server_connections + pg.superuser_reserved_connections
+    if needed > bouncer.max_connections:
+        raise SettingsError(
+            "pgbouncer_default_pool_size", pool,
+            f"({pool} pool + {bouncer.reserve_pool_size} reserve) x {len(bouncer.databases)} "
+            f"database(s) x {len(bouncer.pool_users)} roles x {bouncer.processes} process(es) "
+            f"+ {pg.superuser_reserved_connections} superuser_reserved_connections = {needed} "
+            f"server connections exceed max_connections {bouncer.max_connections}", pool_src)
+    return bouncer
+
+
+# --- the bgdb exporter (exporters/, installed by deploy/exporter.py) -----------------------------
+
+EXPORTER_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Ports the exporter must not take: postgres_exporter's well-known port (and the database's,
+# PgBouncer's and SSH's, checked against the settings).
+POSTGRES_EXPORTER_PORT = 9187
+_HTTP_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    enabled: bool
+    port: int
+    listen_address: str | None  # None = the host's service address
+    heartbeat_interval_seconds: int  # the agents' expected interval: missed beats count from it
+    max_agents: int  # per-agent series for at most this many (most overdue first)
+    statement_timeout_seconds: int  # per query; a hung database gives bgdb_up 0 within it + 1 s
+    scrape_timeout_seconds: int  # no query starts after this much of a scrape has passed
+    long_query_seconds: int
+    top_tables: int
+    max_label_values: int
+    pgbouncer: bool  # also scrape PgBouncer's admin console (SHOW POOLS/STATS/DATABASES)
+    backup_status: bool  # read the backup jobs' status file (backup freshness metrics)
+    tls: bool  # https with the host's certificate from the bundle's CA
+    basic_auth_user: str | None  # password generated into .secrets/passwords/bgdb-exporter-scrape
+    log_level: str
+
+
+def _pgbouncer_deployed() -> bool:
+    """PgBouncer is scraped by default where the bundle deploys it (deploy/pgbouncer.py)."""
+    from importlib.util import find_spec
+
+    return find_spec("deploy.pgbouncer") is not None
+
+
+def exporter_settings(data: Data, pg: PostgresSettings) -> ExporterSettings:
+    port = data.integer("exporter_port", 9847, 1, 65535)
+    taken = {POSTGRES_EXPORTER_PORT: "postgres_exporter's port", pg.port: "postgres_port",
+             pgbouncer_port(data): "pgbouncer_port", pg.ssh_port: "ssh_port"}
+    if port in taken:
+        raise SettingsError("exporter_port", port, f"is {taken[port]}: choose another port")
+    listen, src = data.raw("exporter_listen_address", None)
+    if listen is not None:
+        try:
+            ip = ipaddress.ip_address(str(listen))
+        except ValueError:
+            raise SettingsError("exporter_listen_address", listen,
+                                "expected an IP address, or None for the service address",
+                                src) from None
+        if ip.is_unspecified:
+            raise SettingsError("exporter_listen_address", listen,
+                                "exposes every interface: give the service address")
+    user, _ = data.raw("exporter_basic_auth_user", None)
+    if user is not None and (not isinstance(user, str) or not _HTTP_USER.match(user)):
+        raise SettingsError("exporter_basic_auth_user", user,
+                            "expected 1-64 letters, digits, '.', '_' or '-', or None")
+    statement = data.integer("exporter_statement_timeout_seconds", 2, 1, 60)
+    scrape = data.integer("exporter_scrape_timeout_seconds", 5, 1, 300)
+    if scrape < statement:
+        raise SettingsError("exporter_scrape_timeout_seconds", scrape,
+                            f"must be >= exporter_statement_timeout_seconds ({statement})")
+    bouncer, _ = data.raw("exporter_pgbouncer", None)
+    return ExporterSettings(
+        enabled=data.flag("exporter_enabled", True),
+        port=port,
+        listen_address=None if listen is None else str(listen),
+        heartbeat_interval_seconds=data.integer("exporter_heartbeat_interval_seconds", 60, 1,
+                                                86400),
+        max_agents=data.integer("exporter_max_agents", 200, 1, 100000),
+        statement_timeout_seconds=statement,
+        scrape_timeout_seconds=scrape,
+        long_query_seconds=data.integer("exporter_long_query_seconds", 300, 1, 86400),
+        top_tables=data.integer("exporter_top_tables", 20, 1, 1000),
+        max_label_values=data.integer("exporter_max_label_values", 50, 1, 1000),
+        pgbouncer=_pgbouncer_deployed() if bouncer is None else data.flag("exporter_pgbouncer",
+                                                                          True),
+        backup_status=data.flag("exporter_backup_status", True),
+        tls=data.flag("exporter_tls", False),
+        basic_auth_user=user,
+        log_level=data.choice("exporter_log_level", "INFO", EXPORTER_LOG_LEVELS),
+    )
+
+
+# --- read replicas (streaming replication) -------------------------------------------------------
+
+REPLICATION_USER = "bgdb_replicator"
+SLOT_PREFIX = "bgdb_"  # slots the deploy manages (and may drop); others are left alone
+
+
+def replication_slot_name(host_name: str) -> str:
+    """A replica's physical slot on the primary, also its application_name: `bgdb_` + its
+    inventory name with anything but [a-z0-9_] as '_' (slot names allow no more, 63 bytes)."""
+    return (SLOT_PREFIX + re.sub(r"[^a-z0-9_]", "_", host_name.lower()))[:63]
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    drop_orphan_slots: bool  # primary: drop bgdb_ slots of replicas no longer in the inventory
+    reclone: bool  # replica: replace a data directory that is not a streaming standby
+    hot_standby_feedback: bool  # dashboards' queries are not cancelled by the primary's vacuum
+    max_lag_seconds: int  # readiness threshold (replay lag)
+    max_lag_bytes: int  # readiness threshold (WAL received, not replayed)
+    replicator_connection_limit: int
+
+
+def replica_settings(data: Data) -> ReplicaSettings:
+    return ReplicaSettings(
+        drop_orphan_slots=data.flag("postgres_drop_orphan_slots", False),
+        reclone=data.flag("postgres_replica_reclone", False),
+        hot_standby_feedback=data.flag("postgres_replica_hot_standby_feedback", True),
+        max_lag_seconds=data.integer("postgres_replica_max_lag_seconds", 30, 1, 86400),
+        max_lag_bytes=data.integer("postgres_replica_max_lag_bytes", 64 << 20, 1 << 16,
+                                   1 << 40),
+        replicator_connection_limit=data.integer("postgres_replicator_connection_limit", 10,
+                                                 1, 1000),
+    )
+
+
+def check_replication_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """(name, groups) of every host: one primary when there are replicas, no host in both
+    groups, and one slot name per replica."""
+    primaries = [n for n, g in hosts if "postgres_primary" in g]
+    replicas = [n for n, g in hosts if "postgres_replicas" in g]
+    both = sorted(set(primaries) & set(replicas))
+    if both:
+        raise SettingsError("groups", both[0], "a host is either postgres_primary or "
+                            "postgres_replicas, not both")
+    if len(primaries) > 1:
+        raise SettingsError("postgres_primary", primaries, "expected exactly one primary host")
+    if replicas and not primaries:
+        raise SettingsError("postgres_replicas", replicas, "replicas need a host in "
+                            "postgres_primary to copy and stream from")
+    slots: dict[str, str] = {}
+    for name in replicas:
+        slot = replication_slot_name(name)
+        if slot in slots:
+            raise SettingsError("postgres_replicas", name, f"its slot name {slot} is the same "
+                                f"as {slots[slot]}'s: rename one of the hosts")
+        slots[slot] = name

@@ -5,17 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deploy.hostdata import InventoryHost
-from deploy.settings import Data, app_settings, postgres_settings, server_config
+from deploy.settings import (
+    Data,
+    app_settings,
+    backup_settings,
+    check_replication_topology,
+    maintenance_settings,
+    pgbouncer_settings,
+    postgres_settings,
+    replica_settings,
+    server_config,
+)
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 
 
 def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
+    hosts = list(hosts)
+    check_replication_topology([(h.name, h.groups) for h in hosts])
     for host in hosts:
         data = Data(host.data)
-        app_settings(data)
+        app = app_settings(data)
         if DB_GROUPS & set(host.groups):
             pg = postgres_settings(data)
+            replica_settings(data)
+            backup_settings(data)
+            maintenance_settings(data)
+            pgbouncer_settings(data, app, pg)  # includes the pool sizing guard
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.

@@ -1,0 +1,122 @@
+"""Backup and maintenance items for the primary: WAL archiving that works (pg_stat_archiver, not
+only the setting), fresh pgBackRest backups and dumps, the timers, and no failed scheduled job.
+Freshness limits are the alerts' (alerts/bgdb.rules.yml)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from bgdb.remote import Target
+from deploy.settings import BackupSettings, Data, backup_settings
+
+TIMERS = ["bgdb-backup-full", "bgdb-backup-diff", "bgdb-backup-verify", "bgdb-dump",
+          "bgdb-maintenance-daily", "bgdb-maintenance-weekly", "bgdb-maintenance-monthly"]
+FULL_MAX_AGE = 8 * 86400  # weekly full backups
+ANY_MAX_AGE = 26 * 3600  # daily differential backups and dumps
+ARCHIVE_STUCK_AFTER = 900  # WAL waiting and nothing archived for 15 minutes
+
+
+def _bk(primary: Target) -> BackupSettings:
+    return backup_settings(Data(primary.inv.data))
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 86400:.1f} days" if seconds >= 86400 else f"{seconds / 3600:.1f} hours"
+
+
+def test_wal_archiving_configured(primary: Target) -> None:
+    """WAL archiving is on and goes to pgBackRest (CIS 3.x: archive_mode with a real command)"""
+    bk = _bk(primary)
+    assert primary.setting("archive_mode") == "on", "archive_mode is off: no point-in-time recovery"
+    command = primary.setting("archive_command")
+    assert f"pgbackrest --stanza={bk.stanza} archive-push" in command, \
+        f"archive_command = '{command}', expected pgBackRest archive-push for stanza {bk.stanza}"
+    assert primary.setting("wal_level") in ("replica", "logical"), \
+        f"wal_level = {primary.setting('wal_level')}: WAL cannot be archived for recovery"
+
+
+def test_wal_archiver_working(primary: Target) -> None:
+    """The WAL archiver is not failing and not stuck (pg_stat_archiver)"""
+    row = primary.sql(
+        "SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), failed_count, "
+        "last_failed_time IS NOT NULL AND (last_archived_time IS NULL "
+        "OR last_failed_time > last_archived_time), "
+        "coalesce(extract(epoch FROM now() - last_archived_time)::int, -1), "
+        "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') "
+        "FROM pg_stat_archiver")[0]
+    archived, failed_wal, failed_count, failing, age, ready = row
+    assert failing != "t", (f"archive_command fails: last failure on {failed_wal} "
+                            f"({failed_count} failures), no success since; "
+                            f"see /var/log/postgresql and /var/log/pgbackrest")
+    stuck = int(ready) > 0 and (int(age) < 0 or int(age) > ARCHIVE_STUCK_AFTER)
+    assert not stuck, (f"{ready} WAL segment(s) wait to be archived and the last success "
+                       f"({archived or 'none'}) was {'never' if int(age) < 0 else _age(int(age))} "
+                       "ago")
+
+
+def _pgbackrest_info(primary: Target, bk: BackupSettings) -> dict[str, Any]:
+    out = primary.host.run(f"runuser -u postgres -- pgbackrest --stanza={bk.stanza} "
+                           "--output=json info")
+    assert out.rc == 0, f"pgbackrest info failed: {out.stderr.strip()}"
+    info = json.loads(out.stdout)
+    assert info, f"pgbackrest knows no stanza {bk.stanza}"
+    return dict(info[0])
+
+
+def test_backups_fresh(primary: Target) -> None:
+    """Last pgBackRest full backup under 8 days old, last backup of any kind under 26 hours"""
+    bk = _bk(primary)
+    info = _pgbackrest_info(primary, bk)
+    status = info.get("status", {})
+    assert status.get("code") == 0, \
+        f"stanza {bk.stanza}: {status.get('message')} (pgbackrest info status {status.get('code')})"
+    backups = [b for b in info.get("backup") or [] if not b.get("error")]
+    assert backups, f"no valid backup in {bk.repo_path}"
+    now = time.time()
+    newest = max(b["timestamp"]["stop"] for b in backups)
+    full = [b["timestamp"]["stop"] for b in backups if b.get("type") == "full"]
+    assert full and now - max(full) <= FULL_MAX_AGE, \
+        f"last full backup is {_age(now - max(full)) if full else 'missing'} old (weekly timer " \
+        f"bgdb-backup-full)"
+    assert now - newest <= ANY_MAX_AGE, \
+        f"last backup is {_age(now - newest)} old (daily timer bgdb-backup-diff)"
+
+
+def test_logical_dump_fresh(primary: Target) -> None:
+    """Last pg_dump (checked with pg_restore --list) under 26 hours old"""
+    bk = _bk(primary)
+    status = primary.host.file(f"{bk.status_dir}/dump.json")
+    assert status.exists, f"no dump has run yet ({bk.status_dir}/dump.json is missing)"
+    last = json.loads(status.content_string).get("last_success_timestamp")
+    assert last, "no dump has succeeded yet (see journalctl -u bgdb-dump)"
+    assert time.time() - last <= ANY_MAX_AGE, \
+        f"last good dump is {_age(time.time() - last)} old (timer bgdb-dump)"
+
+
+def test_timers_enabled(primary: Target) -> None:
+    """Backup and maintenance timers are enabled and scheduled"""
+    wrong = []
+    for unit in TIMERS:  # one report line for the set (the report's host column stays clean)
+        timer = primary.host.service(f"{unit}.timer")
+        if not timer.is_enabled:
+            wrong.append(f"{unit}.timer is not enabled")
+        elif not timer.is_running:
+            wrong.append(f"{unit}.timer is not active")
+    assert not wrong, "; ".join(wrong) + " (systemctl list-timers 'bgdb-*')"
+
+
+def test_scheduled_jobs_not_failing(primary: Target) -> None:
+    """No backup or maintenance job failed on its last run"""
+    bk = _bk(primary)
+    failed = []
+    for name in TIMERS:
+        f = primary.host.file(f"{bk.status_dir}/{name.removeprefix('bgdb-')}.json")
+        if not f.exists:
+            continue
+        status = json.loads(f.content_string)
+        if not status.get("ok"):
+            failed.append(f"{status.get('job')} at {status.get('finished_at')}: "
+                          f"{status.get('message')}")
+    assert not failed, "failed jobs (journalctl -u bgdb-<job>): " + "; ".join(failed)

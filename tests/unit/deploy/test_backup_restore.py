@@ -1,0 +1,49 @@
+"""The operator's restore command: its plan and the pgBackRest command line (no hosts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bgdb.restore import Plan, RestoreError, make_plan, parse_time
+from deploy.hostdata import InventoryHost
+
+DATA = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "ssh_user": "root"}
+HOSTS = [
+    InventoryHost("db1", "10.0.0.11", ("postgres_primary",), dict(DATA)),
+    InventoryHost("spare", "10.0.0.12", (), dict(DATA)),
+    InventoryHost("db2", "10.0.0.13", ("postgres_primary",), dict(DATA)),
+]
+
+
+def test_parse_time() -> None:
+    assert parse_time("2026-01-31 12:00:00+01") == "2026-01-31 11:00:00+00:00"
+    assert parse_time("2026-01-31T12:00:00.250Z") == "2026-01-31 12:00:00.250000+00:00"
+    with pytest.raises(RestoreError, match="time zone"):
+        parse_time("2026-01-31 12:00:00")
+    with pytest.raises(RestoreError, match="expected"):
+        parse_time("yesterday")
+
+
+def test_in_place_point_in_time() -> None:
+    plan = make_plan(HOSTS, None, None, "2026-01-31 12:00:00+00", delta=False)
+    assert plan.in_place and plan.source.name == "db1"
+    assert plan.pgbackrest_restore() == [
+        "pgbackrest", "--config=/etc/pgbackrest/pgbackrest.conf", "--stanza=bgdb",
+        "--type=time", "--target=2026-01-31 12:00:00+00:00", "--target-action=promote",
+        "restore"]
+
+
+def test_latest_onto_another_host_uses_a_copy_and_does_not_archive() -> None:
+    plan: Plan = make_plan(HOSTS, "db1", "10.0.0.12", None, delta=True)
+    assert not plan.in_place and plan.target.name == "spare"
+    assert plan.repo_path == "/var/lib/pgbackrest-restore/db1"
+    assert plan.pgbackrest_restore() == [
+        "pgbackrest", "--config=/etc/pgbackrest/restore-from-db1.conf", "--stanza=bgdb",
+        "--delta", "--archive-mode=off", "restore"]
+
+
+def test_refuses_another_primary_and_unknown_hosts() -> None:
+    with pytest.raises(RestoreError, match="deployed primary"):
+        make_plan(HOSTS, "db1", "db2", None, delta=False)
+    with pytest.raises(RestoreError, match="no host 'nope'"):
+        make_plan(HOSTS, None, "nope", None, delta=False)

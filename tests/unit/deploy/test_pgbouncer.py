@@ -1,0 +1,178 @@
+"""PgBouncer settings, sizing guard and rendered files, without hosts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import pgbouncer, postgres, roles, scram
+from deploy.render import render
+from deploy.settings import (
+    Data,
+    PgBouncerSettings,
+    SettingsError,
+    app_settings,
+    pgbouncer_settings,
+    planned_max_connections,
+    postgres_settings,
+)
+
+BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"]}
+
+
+def settings(env: dict[str, str] | None = None, **data: Any) -> PgBouncerSettings:
+    d = Data({**BASE, **data}, env=env or {})
+    return pgbouncer_settings(d, app_settings(d), postgres_settings(d))
+
+
+def test_defaults_follow_the_seed_variables() -> None:
+    b = settings()
+    assert (b.port, b.pool_mode, b.default_pool_size, b.max_client_conn, b.query_wait_timeout) \
+        == (6432, "transaction", 10, 1000, 30)
+    assert b.admin_users == () and b.stats_users == ("bg_agents_monitor",)
+    assert b.databases == ("background_agents",)
+    b = settings({"POSTGRESQL_POOL_SIZE": "20", "POSTGRESQL_TIMEOUT": "45"})
+    assert (b.default_pool_size, b.query_wait_timeout) == (20, 45)
+    # An explicit pgbouncer_* key wins over the application's value.
+    b = settings({"POSTGRESQL_POOL_SIZE": "20"}, pgbouncer_default_pool_size=7,
+                 pgbouncer_query_wait_timeout=5)
+    assert (b.default_pool_size, b.query_wait_timeout) == (7, 5)
+
+
+def test_pool_roles_cover_every_role_pg_hba_lets_in_locally() -> None:
+    d = Data({**BASE, "app_user": "agents"}, env={})
+    app = app_settings(d)
+    b = pgbouncer_settings(d, app, postgres_settings(d))
+    assert set(postgres.hba_roles(app)) | {roles.MONITOR, b.auth_user} == set(b.pool_users)
+    assert b.server_connections == (10 + 5) * 1 * 5 * 1
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({}, 300),  # PGTune's oltp default
+    ({"postgres_workload": "dw"}, 40),
+    ({"postgres_overrides": {"max_connections": "120"}}, 120),
+])
+def test_planned_max_connections(data: dict[str, Any], expected: int) -> None:
+    assert planned_max_connections(postgres_settings(Data({**BASE, **data}, env={}))) == expected
+
+
+def test_sizing_guard_names_the_numbers() -> None:
+    with pytest.raises(SettingsError) as err:
+        settings({"POSTGRESQL_POOL_SIZE": "500"}, postgres_overrides={"max_connections": "100"})
+    assert str(err.value) == (
+        "settings error: pgbouncer_default_pool_size = 500 (from POSTGRESQL_POOL_SIZE): "
+        "(500 pool + 5 reserve) x 1 database(s) x 4 roles x 1 process(es) "
+        "+ 3 superuser_reserved_connections = 2023 server connections exceed max_connections 100")
+
+
+def test_sizing_guard_allows_an_exact_fit() -> None:
+    # (20 + 5) x 4 roles + 3 reserved = 103
+    b = settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "103"})
+    assert b.server_connections + 3 == b.max_connections
+    with pytest.raises(SettingsError, match="= 103 server connections exceed max_connections 102"):
+        settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "102"})
+
+
+def test_sizing_guard_uses_the_reserved_connections_and_workload() -> None:
+    with pytest.raises(SettingsError, match="x 4 roles"):
+        settings(postgres_workload="dw")  # dw: 40 connections < (10 + 5) x 4 + 3
+    fits = settings(postgres_workload="dw", pgbouncer_default_pool_size=9,
+                    pgbouncer_reserve_pool_size=0)
+    assert fits.server_connections + 3 == 39 <= fits.max_connections == 40
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"pgbouncer_listen_addresses": ["*"]}, "pgbouncer_listen_addresses = '*'"),
+    ({"pgbouncer_listen_addresses": ["0.0.0.0"]}, "exposes every interface"),
+    ({"pgbouncer_port": 5432}, "must differ from postgres_port 5432"),
+    ({"pgbouncer_pool_mode": "sometimes"}, "expected one of session, transaction, statement"),
+    ({"pgbouncer_stats_users": "bg_agents_monitor"}, "expected a list of role names"),
+    ({"pgbouncer_stats_users": ["pgbouncer"]}, "the auth_user only looks passwords up"),
+    ({"pgbouncer_server_reset_query": "DISCARD ALL; DROP TABLE x"}, "one SQL statement"),
+    ({"postgres_overrides": {"max_connections": "lots"}}, "max_connections = 'lots'"),
+])
+def test_bad_values_are_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        settings(**data)
+
+
+def ini(**data: Any) -> str:
+    d = Data({**BASE, **data}, env={})
+    return pgbouncer.render_ini(pgbouncer_settings(d, app_settings(d), postgres_settings(d)),
+                                postgres_settings(d), "10.0.0.5")
+
+
+def ini_values(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines()
+             if "=" in line and not line.startswith(";"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def test_ini_pools_tls_and_auth() -> None:
+    values = ini_values(ini())
+    expected = {
+        "listen_addr": "10.0.0.5,127.0.0.1", "listen_port": "6432",
+        "auth_type": "scram-sha-256", "auth_file": "/etc/pgbouncer/userlist.txt",
+        "auth_query": "SELECT usename, passwd FROM pgbouncer.user_search($1)",
+        "admin_users": "", "stats_users": "bg_agents_monitor",
+        "pool_mode": "transaction", "default_pool_size": "10", "reserve_pool_size": "5",
+        "max_client_conn": "1000", "query_wait_timeout": "30", "server_reset_query": "DISCARD ALL",
+        "client_tls_sslmode": "require",
+        "client_tls_cert_file": "/etc/postgresql/15/main/bgdb-server.crt",
+        "client_tls_key_file": "/etc/postgresql/15/main/bgdb-server.key",
+        "client_tls_ca_file": "/etc/postgresql/15/main/bgdb-ca.crt",
+    }
+    assert {k: values.get(k) for k in expected} == expected
+    # Over PostgreSQL's local socket, with the auth_user on the database: never global, which
+    # lets any client crash PgBouncer 1.18 via the admin console.
+    assert values["background_agents"] == ("host=/var/run/postgresql port=5432 "
+                                           "dbname=background_agents auth_user=pgbouncer")
+    assert "auth_user" not in values
+    assert "trust" not in ini() and "any" not in values.values()
+
+
+def test_ini_listen_override_and_restart_detection() -> None:
+    default = pgbouncer.restart_settings(ini().splitlines())
+    assert default == {"listen_addr": "10.0.0.5,127.0.0.1", "listen_port": "6432",
+                       "unix_socket_dir": "/var/run/postgresql"}
+    # A pool change is a reload; a listen change a restart; a missing file a restart.
+    assert pgbouncer.restart_settings(ini(pgbouncer_default_pool_size=20).splitlines()) == default
+    moved = pgbouncer.restart_settings(ini(pgbouncer_listen_addresses=["10.0.0.9"]).splitlines())
+    assert moved["listen_addr"] == "10.0.0.9" and moved != default
+    assert pgbouncer.restart_settings(None) != default
+
+
+def test_unit_drop_in_raises_the_file_limit() -> None:
+    b = settings(pgbouncer_max_client_conn=5000)
+    text = render("pgbouncer.service.conf.j2", bouncer=b)
+    limit = int(re.search(r"^LimitNOFILE=(\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert limit >= 5000 + b.server_connections and "Restart=on-failure" in text
+
+
+def test_auth_verifier_is_stable_per_password_and_keyed(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGDB_SECRETS_DIR", str(tmp_path / "a"))
+    first = pgbouncer.auth_verifier("pgbouncer", "s3cret")
+    assert scram.matches("s3cret", first)
+    assert pgbouncer.auth_verifier("pgbouncer", "s3cret") == first  # a second deploy: no change
+    assert pgbouncer.auth_verifier("pgbouncer", "rotated") != first
+    assert pgbouncer.auth_verifier("bg_agents_monitor", "s3cret") != first
+    # Another secrets directory (another salt key): another salt for the same password.
+    monkeypatch.setenv("BGDB_SECRETS_DIR", str(tmp_path / "b"))
+    assert pgbouncer.auth_verifier("pgbouncer", "s3cret") != first
+
+
+def test_auth_file_holds_only_verifiers() -> None:
+    one, two = scram.verifier("a"), scram.verifier("b")
+    text = render("pgbouncer-userlist.txt.j2", entries=[("pgbouncer", one), ("mon", two)])
+    assert text == f'"pgbouncer" "{one}"\n"mon" "{two}"\n'
+    assert pgbouncer.parse_auth_file(text.splitlines()) == {"pgbouncer": one, "mon": two}
+
+
+def test_auth_objects_query_pins_the_sql_file_version() -> None:
+    query = pgbouncer.auth_objects_ok_query("pgbouncer")
+    assert f"'bgdb:{pgbouncer.sql_checksum()}'" in query
+    assert "prosecdef" in query and "has_function_privilege('public'" in query
