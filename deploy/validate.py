@@ -10,6 +10,7 @@ from deploy.settings import (
     app_settings,
     backup_settings,
     check_replication_topology,
+    exporter_settings,
     maintenance_settings,
     pgbouncer_settings,
     postgres_settings,
@@ -32,6 +33,7 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
             backup_settings(data)
             maintenance_settings(data)
             pgbouncer_settings(data, app, pg)  # includes the pool sizing guard
+            exporter_settings(data, pg)
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.
