@@ -162,11 +162,11 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] == ["restore"]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["restore"]:  # all its arguments go to bgdb.restore's own parser
         from bgdb import restore
 
-        return restore.main(args_in[1:])
+        return restore.main(argv[1:])
     parser = argparse.ArgumentParser(prog="bgdb", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("deploy", help="validate settings, then run the pyinfra deploy").set_defaults(
@@ -176,13 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
     sub.add_parser("where", help="how to connect and where to look").set_defaults(func=cmd_where)
     _operator_commands(sub)
-    argv = sys.argv[1:] if argv is None else list(argv)
     # `bgdb connect ... -- OPTIONS`: what follows -- goes to pgcli untouched.
     passthrough: list[str] = []
     if argv[:1] == ["connect"] and "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
-    args = parser.parse_args(args_in)
+    args = parser.parse_args(argv)
     args.pgcli_args = passthrough
     try:
         return int(args.func(args))
