@@ -9,7 +9,11 @@ defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scra
 * every other query runs as its own statement; one that fails (timeout, missing table, lock
   timeout) only increments ``bgdb_exporter_query_errors_total{query=...}`` and its metrics are
   missing from this scrape;
-* the connection is opened lazily and replaced by itself after it breaks.
+* the connection is opened lazily and replaced by itself after it breaks;
+* a query with ``min_interval_seconds`` (the sizes: they change slowly and cost the most) runs
+  at most that often; the scrapes in between serve the rows of its last successful run;
+* a query with ``rows_from`` runs nothing: its samples come from that query's rows in the same
+  scrape (agent_summary's totals ride along agent_heartbeat's search).
 """
 
 from __future__ import annotations
@@ -113,6 +117,14 @@ def families_from_rows(spec: QuerySpec, rows: Iterable[Row]) -> list[Metric]:
     return [fam for _, fam in fams]
 
 
+def derived_rows(spec: QuerySpec, parent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a ``rows_from`` query: the first row of its source query, or 0 for every metric
+    when the source returned no row (e.g. no agent expected to beat)."""
+    if parent:
+        return parent[:1]
+    return [{col: 0 for m in spec.metrics for col, _ in m.columns()}]
+
+
 class BgdbCollector(Collector):
     def __init__(
         self,
@@ -147,6 +159,8 @@ class BgdbCollector(Collector):
         self._connect_errors: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._scrapes = 0
         self._backup_errors = 0
+        # name -> (monotonic time of the run, rows) for queries with min_interval_seconds.
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     # -- prometheus_client interface ------------------------------------------------------------
 
@@ -205,7 +219,20 @@ class BgdbCollector(Collector):
             specs.sort(key=lambda q: q.name != PROBE)
             specs.append(STATEMENTS_QUERY)
         up = False
+        results: dict[str, list[dict[str, Any]]] = {}
         for i, spec in enumerate(specs):
+            if spec.rows_from and i > 0:
+                parent = results.get(spec.rows_from)
+                if parent is None:
+                    self._errors[spec.name] += 1
+                else:
+                    out.extend(families_from_rows(spec, derived_rows(spec, parent)))
+                continue
+            cached = self._cache.get(spec.name)
+            if (cached is not None and spec.min_interval_seconds > 0
+                    and time.monotonic() - cached[0] < spec.min_interval_seconds):
+                out.extend(families_from_rows(spec, cached[1]))
+                continue
             # The probe always runs, so that *_up tells the truth even when the budget is spent.
             if i > 0 and time.monotonic() >= deadline:
                 self._skipped += len(specs) - i
@@ -231,6 +258,9 @@ class BgdbCollector(Collector):
                 up = True
                 continue
             up = True
+            results[spec.name] = rows
+            if spec.min_interval_seconds > 0:
+                self._cache[spec.name] = (time.monotonic(), rows)
             if spec is STATEMENTS_QUERY:
                 out.extend(self._latency(rows))
             else:

@@ -48,6 +48,13 @@ class QuerySpec:
     labels: tuple[str, ...] = ()
     # Rows whose column has this value are ignored (e.g. PgBouncer's own admin database).
     skip: tuple[tuple[str, str], ...] = field(default=())
+    # Slow-changing figures (sizes): run at most every min_interval_seconds; the scrapes in
+    # between serve the samples of the last successful run (0 = every scrape).
+    min_interval_seconds: float = 0.0
+    # Totals that another query's rows already carry (same SQL file): no statement of its own;
+    # its samples come from the first row of that query in the same scrape (0 for every metric
+    # when it returned no row), and it fails when that query fails.
+    rows_from: str = ""
 
     def label_columns(self) -> tuple[tuple[str, str], ...]:
         return tuple(
@@ -105,11 +112,14 @@ QUERIES: tuple[QuerySpec, ...] = (
         counter("bgdb_pg_temp_bytes_total", "Bytes written to temporary files."),
         counter("bgdb_pg_conflicts_total", "Queries cancelled by recovery conflicts (replicas)."),
         gauge("bgdb_pg_database_backends", "Backends connected to the database."),
-        gauge("bgdb_pg_database_size_bytes", "Database size on disk."),
         gauge("bgdb_pg_cache_hit_ratio",
               "blks_hit / (blks_hit + blks_read) since the statistics reset (rate-based: the "
               "bgdb:pg_cache_hit:ratio_rate5m recording rule)."),
     ), labels=("datname",)),
+    QuerySpec("database_sizes", "postgres", "database_sizes.sql", (
+        gauge("bgdb_pg_database_size_bytes",
+              "Database size on disk (measured at most every 60 s: sizes change slowly)."),
+    ), labels=("datname",), min_interval_seconds=60.0),
     QuerySpec("dead_tuples", "postgres", "dead_tuples.sql", (
         gauge("bgdb_pg_table_dead_tuples", "Dead tuples (top_tables tables with the most)."),
         gauge("bgdb_pg_table_live_tuples", "Live tuples of the same tables."),
@@ -120,8 +130,8 @@ QUERIES: tuple[QuerySpec, ...] = (
     QuerySpec("table_sizes", "postgres", "table_sizes.sql", (
         gauge("bgdb_pg_table_size_bytes",
               "Total size (heap, indexes, TOAST) of the top_tables largest tables; a "
-              "partitioned table counts all its partitions."),
-    ), labels=("schema", "table")),
+              "partitioned table counts all its partitions (measured at most every 60 s)."),
+    ), labels=("schema", "table"), min_interval_seconds=60.0),
     QuerySpec("archiver", "postgres", "archiver.sql", (
         counter("bgdb_pg_archiver_archived_total", "WAL files archived."),
         counter("bgdb_pg_archiver_failed_total", "Failed attempts to archive a WAL file."),
@@ -161,12 +171,12 @@ QUERIES: tuple[QuerySpec, ...] = (
         gauge("bgdb_agent_error_count", "error_count of the agent's latest heartbeat (last day)."),
         gauge("bgdb_agent_uptime_seconds", "Seconds since the agent's started_at."),
     ), labels=("agent_id",)),
-    QuerySpec("agent_summary", "postgres", "agent_summary.sql", (
+    QuerySpec("agent_summary", "postgres", "agent_heartbeat.sql", (
         gauge("bgdb_agents_expected_heartbeat", "Agents not stopped (expected to beat)."),
         gauge("bgdb_agents_labelled", "Agents that have per-agent series (capped by max_agents)."),
         gauge("bgdb_agents_missed_heartbeats_max",
               "Largest consecutive missed heartbeats over all agents not stopped."),
-    )),
+    ), rows_from="agent_heartbeat"),
     QuerySpec("agent_activity", "postgres", "agent_activity.sql", (
         gauge("bgdb_agent_heartbeats_5m", "Heartbeats received in the last 5 minutes."),
         gauge("bgdb_agent_heartbeat_errors_5m", "Sum of error_count of those heartbeats."),
@@ -260,3 +270,5 @@ def check_table(queries: tuple[QuerySpec, ...] = QUERIES) -> None:
             if m.kind == "counter" and not m.name.endswith("_total"):
                 raise ValueError(f"counter {m.name} must end in _total")
             seen_m.add(m.family_name)
+        if q.rows_from and q.rows_from not in seen_q:
+            raise ValueError(f"query {q.name}: rows_from {q.rows_from} must come before it")

@@ -1,5 +1,6 @@
 -- Per database (templates and databases that refuse connections left out): transaction,
--- deadlock and block counters, size, and the cache hit ratio since the statistics were reset.
+-- deadlock and block counters and the cache hit ratio since the statistics were reset (sizes:
+-- database_sizes.sql).
 -- TPS is rate(bgdb_pg_xact_commit_total + bgdb_pg_xact_rollback_total).
 SELECT
     d.datname,
@@ -11,7 +12,6 @@ SELECT
     s.temp_bytes AS bgdb_pg_temp_bytes_total,
     s.conflicts AS bgdb_pg_conflicts_total,
     s.numbackends AS bgdb_pg_database_backends,
-    pg_database_size(d.oid) AS bgdb_pg_database_size_bytes,
     coalesce(s.blks_hit::float8 / nullif(s.blks_hit + s.blks_read, 0), 1)
         AS bgdb_pg_cache_hit_ratio
 FROM pg_database AS d

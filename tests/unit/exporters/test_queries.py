@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.core import CounterMetricFamily
 
-from exporters.collector import families_from_rows, load_sql, metric_value
+from exporters.collector import derived_rows, families_from_rows, load_sql, metric_value
 from exporters.config import DEFAULT_SQL_DIR
 from exporters.queries import QUERIES, STATEMENTS_QUERY, QuerySpec, check_table, counter, gauge
 
@@ -99,3 +99,28 @@ def test_bad_tables_are_refused() -> None:
         check_table((dup, QuerySpec("b", "postgres", "b.sql", (gauge("bgdb_x", "x"),))))
     with pytest.raises(ValueError, match="twice"):
         check_table((dup, dup))
+    orphan = QuerySpec("c", "postgres", "a.sql", (gauge("bgdb_y", "y"),), rows_from="zzz")
+    with pytest.raises(ValueError, match="rows_from"):
+        check_table((dup, orphan))
+
+
+def test_agent_summary_rides_on_agent_heartbeat_rows() -> None:
+    summary = next(q for q in QUERIES if q.name == "agent_summary")
+    assert summary.rows_from == "agent_heartbeat"
+    rows = [
+        {"agent_id": "a1", "bgdb_agents_expected_heartbeat": 5, "bgdb_agents_labelled": 2,
+         "bgdb_agents_missed_heartbeats_max": 8},
+        {"agent_id": "a2", "bgdb_agents_expected_heartbeat": 5, "bgdb_agents_labelled": 2,
+         "bgdb_agents_missed_heartbeats_max": 8},
+    ]
+    fams = {f.name: f for f in families_from_rows(summary, derived_rows(summary, rows))}
+    assert [s.value for s in fams["bgdb_agents_expected_heartbeat"].samples] == [5]
+    assert [s.value for s in fams["bgdb_agents_missed_heartbeats_max"].samples] == [8]
+    # No agent expected to beat: the totals are 0, not missing.
+    fams = {f.name: f for f in families_from_rows(summary, derived_rows(summary, []))}
+    assert [s.value for s in fams["bgdb_agents_labelled"].samples] == [0]
+
+
+def test_only_the_slow_size_queries_are_cached() -> None:
+    cached = {q.name for q in QUERIES if q.min_interval_seconds > 0}
+    assert cached == {"table_sizes", "database_sizes"}
