@@ -42,7 +42,9 @@ LOCK_KEY = 0x6267_6462_0004  # "bgdb" + issue 4
 HISTORY_TABLE = "public.schema_migrations"
 NAME_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 NOTICE_PREFIX = "bgdb: "
-# COMMENT ON ROLE <owner> records which roles.sql (and parameters) was applied last, so a
+# COMMENT ON DATABASE records which roles.sql (and parameters) was applied to that database last
+# (its grants are per database, so the record is too: a run against another database of the same
+# cluster must not make this one look out of date), so a
 # deploy can tell "nothing to do" without running it (see check()).
 FINGERPRINT_PREFIX = "bgdb roles.sql "
 
@@ -256,7 +258,8 @@ def roles_fingerprint(roles_file: Path, *, app_user: str, app_connection_limit: 
 
 def read_roles_fingerprint(conn: Connection, owner: str) -> str | None:
     row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", [owner]
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+        " WHERE datname = current_database()"
     ).fetchone()
     comment = row[0] if row else None
     if not comment or not comment.startswith(FINGERPRINT_PREFIX):
@@ -389,8 +392,10 @@ def _apply_locked(
     fingerprint = roles_fingerprint(roles, app_user=app_user,
                                     app_connection_limit=app_connection_limit,
                                     connect_roles=connect_roles)
-    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-        sql.Identifier(owner), sql.Literal(FINGERPRINT_PREFIX + fingerprint)))
+    dbname = conn.execute("SELECT current_database()").fetchone()
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(str(dbname[0] if dbname else "")),
+        sql.Literal(FINGERPRINT_PREFIX + fingerprint)))
     for change in result.role_changes:
         if report:
             report(f"role: {change}")
