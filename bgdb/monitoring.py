@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,13 @@ def as_json_query(sql: str) -> str:
 
 
 def rows(target: Target, name: str, *, database: str | None = None,
-         timeout_ms: int = 30000) -> list[Row]:
-    """Rows of sql/monitoring/<name>.sql run on the host, as dicts (JSON types)."""
+         timeout_ms: int = 30000, settings: Mapping[str, str] | None = None) -> list[Row]:
+    """Rows of sql/monitoring/<name>.sql run on the host, as dicts (JSON types); `settings` are
+    session settings the file reads (e.g. bgdb.long_query_seconds)."""
     db = database or target.app.database
     options = f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms // 2}"
+    for key, value in (settings or {}).items():
+        options += f" -c {key}={value}"
     # cd /: psql as postgres would warn that it cannot enter the SSH user's home directory.
     cmd = (f"cd / && runuser -u postgres -- env PGOPTIONS={shlex.quote(options)} "
            f"PGAPPNAME=bgdb-cli psql -XAtq -v ON_ERROR_STOP=1 -p {target.pg.port} "

@@ -199,7 +199,8 @@ def collect_host(inv: InventoryHost, th: Thresholds) -> dict[str, Any]:
     if monitoring.service_active(target, monitoring.PGBOUNCER_UNIT):
         sections.append(_pgbouncer(target, th))
     sections.append(_section("long_queries", "Long-running queries", lambda: (
-        check_long_queries(monitoring.rows(target, "running_queries"), th))))
+        check_long_queries(monitoring.rows(
+            target, "long_running_queries", settings={"bgdb.long_query_seconds": "0"}), th))))
     version = int(info.get("server_version_num") or 150000)
     sections.append(_section("slow_statements", "Slowest statements", lambda: (
         check_slow_statements(monitoring.rows(target, monitoring.statements_file(version)), th))))

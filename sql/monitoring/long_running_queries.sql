@@ -1,7 +1,8 @@
 -- Client queries (or open transactions) running for more than 5 minutes, longest first.
 -- Reads pg_stat_activity (no table access). The query text of other users' sessions needs
--- pg_read_all_stats (bg_agents_monitor has it through pg_monitor). Callers wanting another
--- threshold filter on duration_seconds (the CLI's troubleshoot uses 10 minutes).
+-- pg_read_all_stats (bg_agents_monitor has it through pg_monitor). Another threshold: set
+-- bgdb.long_query_seconds first (`SET bgdb.long_query_seconds = 60`, or PGOPTIONS); 0 lists
+-- every running query (`bgdb troubleshoot` does that and flags its own threshold).
 SELECT s.pid,
        s.usename AS user_name,
        s.datname AS database_name,
@@ -18,5 +19,6 @@ FROM pg_stat_activity s
 WHERE s.backend_type = 'client backend'
   AND s.state <> 'idle'
   AND s.pid <> pg_backend_pid()
-  AND now() - s.query_start > interval '5 minutes'
-ORDER BY s.query_start;
+  AND now() - s.query_start >= make_interval(secs => coalesce(
+        nullif(current_setting('bgdb.long_query_seconds', true), '')::double precision, 300))
+ORDER BY s.query_start NULLS LAST;

@@ -6,7 +6,6 @@ while an agent works and its backends are terminated every 20-80 ms."""
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from background_agents.agent_api import AgentClient
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter, ResultLost
+from tests.integration.background_agents.chaos import kill_until
 from tests.integration.background_agents.conftest import app_config
 from tests.integration.background_agents.proxy import Proxy
 
@@ -199,13 +199,7 @@ def test_backends_terminated_mid_run_lose_and_duplicate_nothing(agents_dsn: str)
             done = asyncio.Event()
 
             async def killer() -> int:
-                kills = 0
-                for _ in range(2000):  # bounded; stops when the worker is done
-                    if done.is_set():
-                        break
-                    await asyncio.sleep(random.uniform(0.02, 0.08))
-                    kills += await kill(agents_dsn, app)
-                return kills
+                return await kill_until(done, lambda: kill(agents_dsn, app))
 
             async def worker() -> None:
                 try:

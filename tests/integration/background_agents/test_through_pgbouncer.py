@@ -6,7 +6,6 @@ of each test (the deployed database is shared by the session's tests)."""
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from background_agents.example_agent import ExampleAgent
 from deploy import secrets
+from tests.integration.background_agents.chaos import kill_until
 from tests.sandbox_fixtures import Deployed, admin_dsn
 
 APP_DB, APP_USER, PGBOUNCER_PORT = "background_agents", "bg_agents_user", 6432
@@ -110,20 +110,16 @@ def test_server_connections_killed_behind_pgbouncer(deployed: Deployed,
             done = asyncio.Event()
 
             async def killer() -> int:
-                kills = 0
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    for _ in range(2000):  # bounded; ends with the worker
-                        if done.is_set():
-                            break
-                        await asyncio.sleep(random.uniform(0.02, 0.08))
+                    async def kill_once() -> int:
                         # PgBouncer sets the client's application_name on the server connection.
                         cur = await conn.execute(
                             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                             " WHERE usename = %s AND datname = %s AND application_name = %s",
                             [APP_USER, APP_DB, app])
                         row = await cur.fetchone()
-                        kills += int(row[0]) if row else 0
-                return kills
+                        return int(row[0]) if row else 0
+                    return await kill_until(done, kill_once)
 
             async def worker() -> None:
                 try:

@@ -44,7 +44,7 @@ def test_json_wrapper_keeps_the_query_and_survives_a_trailing_comment() -> None:
 
 
 def test_every_monitoring_file_the_commands_name_exists() -> None:
-    names = ["server_info", "connection_states", "running_queries", "database_sizes",
+    names = ["server_info", "connection_states", "long_running_queries", "database_sizes",
              "replicas", "replica_lag", "system_health", "active_agents", "recent_heartbeats",
              "table_bloat", "largest_tables", monitoring.statements_file(150000),
              monitoring.statements_file(120000)]
