@@ -17,12 +17,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from background_agents.agent_api import AgentClient
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter, ResultLost
-from tests.integration.background_agents.chaos import kill_until
+from tests.integration.background_agents.chaos import SEED_INSERT, agent_workload, kill_until
 from tests.integration.background_agents.conftest import app_config
 from tests.integration.background_agents.proxy import Proxy
 
-SEED_INSERT = ("INSERT INTO performance_metrics (agent_id, metric_name, value)"
-               " VALUES ($1, $2, $3)")
 # The seed's insert, made slow so that a test can act while it runs (0.6 s before the row).
 SLOW_INSERT = ("INSERT INTO performance_metrics (agent_id, metric_name, value)"
                " SELECT $1, $2, $3 FROM pg_sleep(0.6)")
@@ -194,31 +192,13 @@ def test_backends_terminated_mid_run_lose_and_duplicate_nothing(agents_dsn: str)
         async with adapter(agents_dsn, pool_size=3, application_name=app,
                            max_attempts=12) as db:
             client = AgentClient(db, "a")
-            acked_seed: list[int] = []
-            acked_events: list[int] = []
             done = asyncio.Event()
 
             async def killer() -> int:
                 return await kill_until(done, lambda: kill(agents_dsn, app))
 
-            async def worker() -> None:
-                try:
-                    for i in range(rounds):
-                        # The seed's statement, as a guarded write; acknowledged = returned.
-                        await db.execute_query(SEED_INSERT, "a", "chaos", float(i))
-                        acked_seed.append(i)
-                        client.record_metric("chaos-batched", i)
-                        if i % 3 == 0:
-                            await client.log_event("chaos", {"i": i})
-                            acked_events.append(i)
-                        if i % 25 == 0:
-                            await client.heartbeat()
-                            await client.flush_metrics()
-                    await client.flush_metrics()
-                finally:
-                    done.set()
-
-            kills, _ = await asyncio.gather(killer(), worker())
+            kills, (acked_seed, acked_events) = await asyncio.gather(
+                killer(), agent_workload(db, client, "a", rounds, done))
             return db, kills, acked_seed, acked_events
 
     db, kills, acked_seed, acked_events = run(main(), timeout=240)

@@ -17,12 +17,10 @@ from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from background_agents.example_agent import ExampleAgent
 from deploy import secrets
-from tests.integration.background_agents.chaos import kill_until
+from tests.integration.background_agents.chaos import agent_workload, kill_until
 from tests.sandbox_fixtures import Deployed, admin_dsn
 
 APP_DB, APP_USER, PGBOUNCER_PORT = "background_agents", "bg_agents_user", 6432
-SEED_INSERT = ("INSERT INTO performance_metrics (agent_id, metric_name, value)"
-               " VALUES ($1, $2, $3)")
 
 
 def seed_env(deployed: Deployed) -> dict[str, str]:
@@ -106,7 +104,6 @@ def test_server_connections_killed_behind_pgbouncer(deployed: Deployed,
         async with PostgreSQLAdapter(config) as db:
             client = AgentClient(db, agent_id)
             await client.register()
-            acked_events: list[int] = []
             done = asyncio.Event()
 
             async def killer() -> int:
@@ -121,22 +118,8 @@ def test_server_connections_killed_behind_pgbouncer(deployed: Deployed,
                         return int(row[0]) if row else 0
                     return await kill_until(done, kill_once)
 
-            async def worker() -> None:
-                try:
-                    for i in range(rounds):
-                        await db.execute_query(SEED_INSERT, agent_id, "chaos", float(i))
-                        client.record_metric("chaos-batched", i)
-                        if i % 3 == 0:
-                            await client.log_event("chaos", {"i": i})
-                            acked_events.append(i)
-                        if i % 25 == 0:
-                            await client.heartbeat()
-                            await client.flush_metrics()
-                    await client.flush_metrics()
-                finally:
-                    done.set()
-
-            kills, _ = await asyncio.wait_for(asyncio.gather(killer(), worker()), 240)
+            kills, (_, acked_events) = await asyncio.wait_for(asyncio.gather(
+                killer(), agent_workload(db, client, agent_id, rounds, done)), 240)
             return kills, acked_events, db
 
     kills, acked_events, db = asyncio.run(main())
