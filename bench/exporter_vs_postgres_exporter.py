@@ -1,23 +1,28 @@
 """Scrape the bgdb exporter and Debian's prometheus-postgres-exporter side by side on one host.
 
-    python bench/exporter_vs_postgres_exporter.py [--lab NAME] [--scale 0.1] [--repeat 30]
+    python bench/exporter_vs_postgres_exporter.py [--lab NAME] [--scale 1.0] [--repeat 30]
         [--pause 1] [--skip-fill] [--keep]
 
-Needs a deployed sandbox lab (`python -m sandbox up 3 --lab L && BGDB_LAB=L make deploy`); on
-its primary it:
+Needs a deployed sandbox lab (`python -m sandbox up 1 --lab L && BGDB_LAB=L python -m bgdb
+deploy`); on its primary it:
 
 1. fills the agents database with bench/gen_heartbeats.py at --scale of the issue's figures
-   (1.0 = 10 M heartbeats, 5 M performance metrics, 1 M system events, over 30 days) for
-   --agents agents (1,000, not scaled), unless --skip-fill;
+   (1.0 = 10 M heartbeats, 5 M performance metrics, 1 M events, over 30 days, with a live last
+   hour where every running agent beats each interval) for --agents agents (1,000, not
+   scaled), unless --skip-fill;
 2. installs prometheus-postgres-exporter (Debian 12: 0.11.1) with its default collectors,
    logged in as the same bg_agents_monitor role over the same local socket, listening on
    127.0.0.1:9187 only;
-3. on the host itself (the same client, no network in between), GETs both /metrics endpoints
-   --repeat times after one warm-up each, alternating which goes first, --pause s between
-   rounds (both exporters compute on request: a GET is one full scrape);
-4. prints each one's median/p95/max HTTP scrape time, its own reported scrape duration, the
-   samples and bytes served, whether the scrapes were complete (query errors or skipped
-   queries; postgres_exporter's last_scrape_error), and the ratio of the medians.
+3. on the host itself (the same client, no network in between) restarts both exporters, times
+   one cold GET of each, one warm-up each, then --repeat rounds of one GET each, alternating
+   which goes first, --pause s between rounds (both exporters compute on request: a GET is one
+   full scrape). Between rounds the agents keep beating (TOPUP_SQL, untimed);
+4. prints for each: median/p95/max HTTP scrape time, its own reported scrape duration, the
+   PostgreSQL CPU time per scrape (all postgres processes, /proc, around each GET: the cost on
+   the database server, the fairer "cheaper" measure), pg_stat_statements execution time per
+   scrape, the exporter process's own CPU, the cold scrape, samples and bytes, whether the
+   scrapes were complete (query errors or skipped queries; postgres_exporter's
+   last_scrape_error), our costliest queries, and the ratios postgres_exporter / bgdb.
 
 postgres_exporter is stopped and disabled afterwards (--keep leaves it running).
 """
@@ -56,15 +61,91 @@ OURS_COMPLETE = ("bgdb_up", "bgdb_exporter_query_errors_total",
                  "bgdb_exporter_queries_skipped_total")
 THEIRS_COMPLETE = ("pg_up", "pg_exporter_last_scrape_error")
 
-# Runs on the host with its python3: argv = repeat pause url1 url2; prints one JSON document.
+# Runs on the host with its python3 as root: argv = repeat pause port topup_sql url1 url2
+# unit1 unit2 figure-names...; prints one JSON document. Around every GET it reads the CPU time
+# (ns) of all PostgreSQL processes and of the monitor role's backends, which serve only the
+# exporters (live ones from /proc/<pid>/task/*/schedstat, exited ones from the postmaster's
+# cutime + cstime), and of each exporter's process, and between scrapes
+# pg_stat_statements' total_exec_time of the monitor role (read by psql as postgres, whose own
+# statements are not counted; nothing else runs as the monitor role). Between rounds it runs
+# topup_sql (as postgres), which keeps the agents beating; none of that is inside a timing.
 TIMER = r"""
-import json, os, sys, time, urllib.request
-repeat, pause, urls, names = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:5], sys.argv[5:]
-def scrape(url):
+import json, os, socket, subprocess, sys, time, urllib.request
+repeat, pause, port, topup = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+urls, units, names = sys.argv[5:7], sys.argv[7:9], sys.argv[9:]
+TICK = 1e9 / os.sysconf("SC_CLK_TCK")
+MONITOR_PIDS = set()
+def psql(sql):
+    out = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
+                          "-p", port, "-d", "background_agents", "-v", "ON_ERROR_STOP=1",
+                          "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
+    time.sleep(0.05)  # the postmaster reaps psql's backend before the next GET
+    return out
+def exec_ms():
+    return float(psql("SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements"
+                      " WHERE userid = 'bg_agents_monitor'::regrole"))
+def threads_ns(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+def postgres_ns():
+    # (all PostgreSQL processes + exited ones, the monitor role's live backends); a backend's
+    # process title names its role ("postgres: 15/main: bg_agents_monitor background_agents ...").
+    # Both exporters keep their connections (MONITOR_PIDS checks it), so no monitor backend
+    # exits during a GET; psql's exited backends would otherwise count against an exporter.
+    total = monitor = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            if not stat.split(" (", 1)[1].startswith("postgres)"):
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            ns = threads_ns(pid)
+            total += ns
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b" bg_agents_monitor " in f.read():
+                    monitor += ns
+                    MONITOR_PIDS.add(pid)
+            with open(f"/proc/{fields[1]}/comm") as f:
+                if f.read().strip() != "postgres":  # the postmaster: its exited children
+                    total += int((int(fields[13]) + int(fields[14])) * TICK)
+        except (OSError, IndexError):
+            pass
+    return total, monitor
+def main_pid(unit):
+    return subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
+                          check=True, capture_output=True, text=True).stdout.strip()
+def wait_listening(url):
+    host, port_ = url.split("/")[2].rsplit(":", 1)
+    for _ in range(300):
+        try:
+            socket.create_connection((host, int(port_)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url}: nothing listening")
+def process_ns(pid):
+    # utime + stime of the whole process, exited threads included (an HTTP server may run each
+    # request in a thread of its own), in clock ticks: summed over all rounds, not per GET.
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int((int(fields[11]) + int(fields[12])) * TICK)
+def scrape(url, pid):
+    (pg0, mon0) = postgres_ns()
     t0 = time.perf_counter()
     with urllib.request.urlopen(url, timeout=120) as resp:
         body = resp.read().decode()
     took = time.perf_counter() - t0
+    (pg1, mon1) = postgres_ns()
+    pg_cpu, mon_cpu = pg1 - pg0, mon1 - mon0
     figures, queries, samples = {}, {}, 0
     for line in body.splitlines():
         if not line or line.startswith("#"):
@@ -76,18 +157,68 @@ def scrape(url):
         if line.startswith('bgdb_exporter_query_duration_seconds{query="'):
             queries[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
     return {"seconds": took, "bytes": len(body), "samples": samples, "figures": figures,
-            "queries": queries}
+            "queries": queries, "pg_cpu": pg_cpu / 1e9, "backend_cpu": mon_cpu / 1e9}
 def load():
     with open("/proc/loadavg") as f:
         return f.read().split()[0]
 out = {"load": [load()], "cpus": os.cpu_count()}
-out.update({u: {"warmup": scrape(u), "runs": []} for u in urls})
+psql(topup)
+# Cold: both exporters restarted (new connections, empty caches); the first GET is timed apart.
+subprocess.run(["systemctl", "restart", *units], check=True)
+for u in urls:
+    wait_listening(u)
+pids = dict(zip(urls, (main_pid(u) for u in units)))
+for u in urls:
+    before = exec_ms()
+    out[u] = {"cold": scrape(u, pids[u]), "runs": []}
+    out[u]["cold"]["exec_ms"] = exec_ms() - before
+    out[u]["warmup"] = scrape(u, pids[u])
+ex0 = {u: process_ns(pids[u]) for u in urls}
 for i in range(repeat):
-    for u in (urls if i % 2 == 0 else urls[::-1]):
-        out[u]["runs"].append(scrape(u))
     time.sleep(pause)
+    psql(topup)
+    after = exec_ms()
+    for u in (urls if i % 2 == 0 else urls[::-1]):
+        before = after
+        run = scrape(u, pids[u])
+        after = exec_ms()
+        run["exec_ms"] = after - before
+        out[u]["runs"].append(run)
+for u in urls:
+    out[u]["exporter_cpu"] = (process_ns(pids[u]) - ex0[u]) / 1e9 / repeat
 out["load"].append(load())
+out["monitor_pids"] = len(MONITOR_PIDS)
 print(json.dumps(out))
+"""
+
+# Between rounds: every running agent that is not one of the silent ones (bench/gen_heartbeats.py,
+# SILENT) beats each interval up to now, and updates agents.last_heartbeat, as agents do;
+# system_events keep coming at the fill's rate. Runs as postgres, outside the timings.
+TOPUP_SQL = """
+WITH beats AS (
+    INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics, error_count)
+    SELECT a.agent_id, t, 'running', jsonb_build_object('cpu_percent', 50, 'memory_mb', 400), 0
+    FROM agents AS a
+    CROSS JOIN LATERAL (
+        SELECT max(h.timestamp) AS last FROM agent_heartbeats AS h
+        WHERE h.agent_id = a.agent_id AND h.timestamp > now() - interval '1 day'
+          AND h.timestamp <= now()) AS m
+    CROSS JOIN LATERAL generate_series(m.last + make_interval(secs => {interval}), now(),
+                                       make_interval(secs => {interval})) AS t
+    WHERE a.state = 'running' AND right(a.agent_id, 5)::int % 50 <> 25
+    RETURNING agent_id, timestamp
+)
+UPDATE agents AS a SET last_heartbeat = b.ts
+FROM (SELECT agent_id, max(timestamp) AS ts FROM beats GROUP BY agent_id) AS b
+WHERE b.agent_id = a.agent_id;
+INSERT INTO system_events (event_type, severity, source, agent_id, event_data, timestamp)
+SELECT (ARRAY['task_done', 'task_failed', 'restart'])[1 + n % 3],
+       (ARRAY['INFO', 'ERROR', 'WARNING'])[1 + n % 3], 'bench',
+       format('agent-%s', lpad((1 + n % {agents})::text, 5, '0')), '{{}}', t
+FROM (SELECT max(timestamp) AS last FROM system_events
+      WHERE timestamp > now() - interval '1 day' AND timestamp <= now()) AS m
+CROSS JOIN LATERAL generate_series(m.last + make_interval(secs => {event_step}), now(),
+                                   make_interval(secs => {event_step})) WITH ORDINALITY AS g (t, n);
 """
 
 
@@ -174,17 +305,36 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def summary(label: str, result: dict[str, Any], duration_figure: str) -> float:
+def summary(label: str, result: dict[str, Any], duration_figure: str) -> dict[str, float]:
+    """Print one exporter's figures; returns its medians (seconds) and means (CPU, exec)."""
     runs = result["runs"]
     times = [r["seconds"] for r in runs]
     own = [r["figures"].get(duration_figure, float("nan")) for r in runs]
-    last = runs[-1]
-    print(f"{label}: {len(runs)} scrapes, {last['samples']} samples, {last['bytes']:,} bytes")
-    print(f"  HTTP scrape  median {statistics.median(times) * 1000:8.1f} ms   "
-          f"p95 {pct(times, 0.95) * 1000:8.1f} ms   max {max(times) * 1000:8.1f} ms   "
-          f"(warm-up {result['warmup']['seconds'] * 1000:.1f} ms)")
-    print(f"  own figure   median {statistics.median(own) * 1000:8.1f} ms   ({duration_figure})")
-    return statistics.median(times)
+    last, cold = runs[-1], result["cold"]
+    n = len(runs)
+    out = {"http": statistics.median(times),
+           "pg_cpu": sum(r["pg_cpu"] for r in runs) / n,
+           "backend_cpu": sum(r["backend_cpu"] for r in runs) / n,
+           "exec": sum(r["exec_ms"] for r in runs) / n / 1000,
+           "exporter_cpu": result["exporter_cpu"]}
+    print(f"{label}: {n} scrapes, {last['samples']} samples, {last['bytes']:,} bytes")
+    print(f"  HTTP scrape        median {statistics.median(times) * 1000:7.1f} ms   "
+          f"p95 {pct(times, 0.95) * 1000:7.1f} ms   max {max(times) * 1000:7.1f} ms")
+    print(f"  own figure         median {statistics.median(own) * 1000:7.1f} ms   "
+          f"({duration_figure})")
+    print(f"  PostgreSQL CPU     mean {out['backend_cpu'] * 1000:7.1f} ms/scrape   median "
+          f"{statistics.median(r['backend_cpu'] for r in runs) * 1000:7.1f} ms   "
+          "(the exporter's backend: the cost on the database server)")
+    print(f"  all postgres CPU   mean {out['pg_cpu'] * 1000:7.1f} ms/scrape   "
+          "(every postgres process during the GET: background work too)")
+    print(f"  pg_stat_statements mean {out['exec'] * 1000:7.1f} ms/scrape   "
+          "(total_exec_time of the monitor role: execution only, no planning)")
+    print(f"  exporter CPU       mean {out['exporter_cpu'] * 1000:7.1f} ms/scrape   "
+          "(the exporter's own process, on the same host; /proc ticks over all rounds)")
+    print(f"  cold first scrape  {cold['seconds'] * 1000:7.1f} ms HTTP, "
+          f"{cold['backend_cpu'] * 1000:.1f} ms PostgreSQL CPU, {cold['exec_ms']:.1f} ms exec "
+          "(just restarted: new connection, empty caches)")
+    return out
 
 
 def complete(result: dict[str, Any], names: tuple[str, ...]) -> str:
@@ -201,7 +351,7 @@ def complete(result: dict[str, Any], names: tuple[str, ...]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lab", default=os.environ.get("BGDB_LAB", "sbx"))
-    ap.add_argument("--scale", type=float, default=0.1,
+    ap.add_argument("--scale", type=float, default=1.0,
                     help="share of 10 M heartbeats / 5 M metrics / 1 M events (1.0 = the issue's)")
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=30)
@@ -222,30 +372,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"database: {database_contents(h)}", flush=True)
     version = install_postgres_exporter(h, pg.port, "background_agents")
     ours = f"http://{exporter.listen_address(ex, h.address)}:{ex.port}/metrics"
+    topup = TOPUP_SQL.format(interval=ex.heartbeat_interval_seconds, agents=args.agents,
+                             event_step=30 * 86400 / max(1, int(FULL["events"] * args.scale)))
     try:
         print(f"scraping {ours} and {THEIRS} on {h.name}, {args.repeat} rounds ...", flush=True)
-        raw = ssh(h, shlex.join(["python3", "-", str(args.repeat), str(args.pause), ours,
-                                 THEIRS, *OURS_FIGURES, *THEIRS_FIGURES]), stdin=TIMER)
+        raw = ssh(h, shlex.join(["python3", "-", str(args.repeat), str(args.pause), str(pg.port),
+                                 topup, ours, THEIRS, exporter.UNIT, THEIRS_UNIT,
+                                 *OURS_FIGURES, *THEIRS_FIGURES]), stdin=TIMER)
         results = json.loads(raw)
     finally:
         if not args.keep:
             ssh(h, f"systemctl disable -q --now {THEIRS_UNIT}")
     print()
     mine = summary("bgdb exporter", results[ours], "bgdb_exporter_scrape_duration_seconds")
-    print(f"  complete:    {complete(results[ours], OURS_COMPLETE)}")
+    print(f"  complete:          {complete(results[ours], OURS_COMPLETE)}")
+    # A query's duration gauge keeps its last run's value: count it only when it changed (the
+    # cached sizes run once per min_interval_seconds; their cold-scrape run is printed apart).
     per_query: dict[str, list[float]] = {}
+    previous = results[ours]["warmup"]["queries"]
     for run in results[ours]["runs"]:
         for name, seconds in run["queries"].items():
-            per_query.setdefault(name, []).append(seconds)
+            if seconds != previous.get(name):
+                per_query.setdefault(name, []).append(seconds)
+        previous = run["queries"]
     top = sorted(per_query.items(), key=lambda kv: -statistics.median(kv[1]))[:6]
-    print("  costliest queries (median): " + ", ".join(
-        f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in top))
+    print("  costliest queries (median of bgdb_exporter_query_duration_seconds, wall): " +
+          ", ".join(f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in top))
+    cold_q = results[ours]["cold"]["queries"]
+    cached = sorted(set(cold_q) - set(per_query))
+    if cached:
+        print("  not re-run (cached), cold scrape: " + ", ".join(
+            f"{name} {cold_q[name] * 1000:.1f} ms" for name in cached))
     theirs = summary(f"prometheus-postgres-exporter {version} (default collectors)",
                      results[THEIRS], "pg_exporter_last_scrape_duration_seconds")
-    print(f"  complete:    {complete(results[THEIRS], THEIRS_COMPLETE)}")
-    print(f"\nmedian ratio postgres_exporter / bgdb = {theirs / mine:.2f}  (host: "
-          f"{results['cpus']} CPUs, load average {results['load'][0]} before, "
-          f"{results['load'][1]} after)")
+    print(f"  complete:          {complete(results[THEIRS], THEIRS_COMPLETE)}")
+    def ratio(key: str) -> float:
+        return theirs[key] / mine[key] if mine[key] else float("inf")
+
+    print(f"\npostgres_exporter / bgdb: HTTP scrape median {ratio('http'):.2f}, "
+          f"PostgreSQL CPU {ratio('backend_cpu'):.2f} (all postgres {ratio('pg_cpu'):.2f}), "
+          f"exec time {ratio('exec'):.2f}, "
+          f"exporter CPU {ratio('exporter_cpu'):.2f}  (> 1: bgdb is "
+          f"cheaper; host: {results['cpus']} CPUs, load average {results['load'][0]} before, "
+          f"{results['load'][1]} after; monitor-role backends seen: {results['monitor_pids']})")
     return 0
 
 

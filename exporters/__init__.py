@@ -26,7 +26,7 @@ Definitions the metrics rest on (the SQL files say the same next to each query):
 * Lock contention: ``bgdb_pg_lock_wait_ratio`` = client backends waiting on a heavyweight lock /
   client backends not idle.
 * Sizes (``bgdb_pg_table_size_bytes``, ``bgdb_pg_database_size_bytes``) are measured at most
-  every 60 s (``min_interval_seconds`` in exporters/queries.py); the scrapes in between serve the
+  every 300 s (``min_interval_seconds`` in exporters/queries.py); the scrapes in between serve the
   last measurement. Everything else is read at every scrape.
 * Cardinality: per-agent series for at most ``max_agents`` agents (most overdue first) with
   totals beside them; tables, states, event types and models capped by ``top_tables`` /

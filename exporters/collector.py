@@ -117,6 +117,16 @@ def families_from_rows(spec: QuerySpec, rows: Iterable[Row]) -> list[Metric]:
     return [fam for _, fam in fams]
 
 
+def json_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a ``json_rows`` query: its one "rows" column, a JSON array of objects."""
+    value = rows[0].get("rows") if len(rows) == 1 else None
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        # A psycopg.Error, so that it counts as this query's failure like any other.
+        raise psycopg.DataError(f"{name}: expected one row with a JSON array of objects, "
+                                f"got {str(rows)[:200]}")
+    return value
+
+
 def derived_rows(spec: QuerySpec, parent: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of a ``rows_from`` query: the first row of its source query, or 0 for every metric
     when the source returned no row (e.g. no agent expected to beat)."""
@@ -207,7 +217,8 @@ class BgdbCollector(Collector):
         params = self._params if spec.target == "postgres" and _PARAM.search(sql) else None
         t0 = time.monotonic()
         try:
-            return db.query(sql, params)
+            rows = db.query(sql, params)
+            return json_rows(spec.name, rows) if spec.json_rows else rows
         finally:
             self._durations[spec.name] = time.monotonic() - t0
 

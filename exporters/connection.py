@@ -53,7 +53,13 @@ def _shutdown_socket(fd: int) -> None:
 
 
 class Watchdog:
-    """Shuts a socket down when a guarded block outlives its deadline."""
+    """Shuts a socket down when a guarded block outlives its deadline.
+
+    The thread is woken only when it sleeps without a deadline (between scrapes): while it
+    sleeps until an earlier block's deadline, a new block with a later one just moves the
+    deadline on, and the thread re-reads it when it wakes. That spares a thread switch per
+    statement (about 20 per scrape), which on a busy host costs more than the statement.
+    """
 
     def __init__(self, name: str) -> None:
         self._cond = threading.Condition()
@@ -61,6 +67,8 @@ class Watchdog:
         self._deadline: float | None = None
         self._seconds = 0.0
         self._stopped = False
+        self._idle = False  # the thread waits with no deadline: a new block must wake it
+        self._wake_at = 0.0  # the deadline the thread sleeps until otherwise
         self.fired = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -70,7 +78,8 @@ class Watchdog:
         with self._cond:
             self._fd, self._seconds, self.fired = fd, seconds, False
             self._deadline = time.monotonic() + seconds
-            self._cond.notify()
+            if self._idle or self._deadline < self._wake_at:
+                self._cond.notify()
         try:
             yield
         finally:
@@ -89,10 +98,13 @@ class Watchdog:
         with self._cond:
             while not self._stopped:
                 if self._deadline is None or self._fd is None:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                     continue
                 remaining = self._deadline - time.monotonic()
                 if remaining > 0:
+                    self._wake_at = self._deadline
                     self._cond.wait(remaining)
                     continue
                 log.warning("no answer within %.1f s: dropping the connection", self._seconds)

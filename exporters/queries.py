@@ -55,6 +55,12 @@ class QuerySpec:
     # its samples come from the first row of that query in the same scrape (0 for every metric
     # when it returned no row), and it fails when that query fails.
     rows_from: str = ""
+    # The statement returns its rows as one JSON array in a column named "rows" (SELECT
+    # coalesce(json_agg(r), '[]') AS rows FROM (...) AS r). Debian's python3-psycopg is pure
+    # Python and pays a few microseconds per value fetched; one json.loads is C. For the queries
+    # with hundreds of rows (per-agent series, pg_stat_statements entries) that is most of the
+    # exporter's CPU per scrape.
+    json_rows: bool = False
 
     def label_columns(self) -> tuple[tuple[str, str], ...]:
         return tuple(
@@ -73,6 +79,11 @@ def counter(name: str, help_: str, *source: tuple[str, float]) -> MetricSpec:
 
 
 US = 1e-6  # PgBouncer reports times in microseconds
+# Sizes walk every file of the database (pg_database_size) and of every partition and index
+# (pg_total_relation_size): tens of ms at 10 M heartbeats, more than the rest of a scrape. They
+# grow over hours (capacity trends; disk-full alerts use node_filesystem_*), so a 5-minute-old
+# figure is fresh enough and the cost, spread over 20 scrapes at a 15 s interval, stays small.
+SIZES_TTL_SECONDS = 300.0
 
 QUERIES: tuple[QuerySpec, ...] = (
     # ---- server and availability -------------------------------------------------------------
@@ -118,8 +129,8 @@ QUERIES: tuple[QuerySpec, ...] = (
     ), labels=("datname",)),
     QuerySpec("database_sizes", "postgres", "database_sizes.sql", (
         gauge("bgdb_pg_database_size_bytes",
-              "Database size on disk (measured at most every 60 s: sizes change slowly)."),
-    ), labels=("datname",), min_interval_seconds=60.0),
+              "Database size on disk (measured at most every 300 s: sizes change slowly)."),
+    ), labels=("datname",), min_interval_seconds=SIZES_TTL_SECONDS),
     QuerySpec("dead_tuples", "postgres", "dead_tuples.sql", (
         gauge("bgdb_pg_table_dead_tuples", "Dead tuples (top_tables tables with the most)."),
         gauge("bgdb_pg_table_live_tuples", "Live tuples of the same tables."),
@@ -130,8 +141,8 @@ QUERIES: tuple[QuerySpec, ...] = (
     QuerySpec("table_sizes", "postgres", "table_sizes.sql", (
         gauge("bgdb_pg_table_size_bytes",
               "Total size (heap, indexes, TOAST) of the top_tables largest tables; a "
-              "partitioned table counts all its partitions (measured at most every 60 s)."),
-    ), labels=("schema", "table"), min_interval_seconds=60.0),
+              "partitioned table counts all its partitions (measured at most every 300 s)."),
+    ), labels=("schema", "table"), min_interval_seconds=SIZES_TTL_SECONDS),
     QuerySpec("archiver", "postgres", "archiver.sql", (
         counter("bgdb_pg_archiver_archived_total", "WAL files archived."),
         counter("bgdb_pg_archiver_failed_total", "Failed attempts to archive a WAL file."),
@@ -170,7 +181,7 @@ QUERIES: tuple[QuerySpec, ...] = (
               "Consecutive heartbeats missed: floor(age / heartbeat_interval_seconds)."),
         gauge("bgdb_agent_error_count", "error_count of the agent's latest heartbeat (last day)."),
         gauge("bgdb_agent_uptime_seconds", "Seconds since the agent's started_at."),
-    ), labels=("agent_id",)),
+    ), labels=("agent_id",), json_rows=True),
     QuerySpec("agent_summary", "postgres", "agent_heartbeat.sql", (
         gauge("bgdb_agents_expected_heartbeat", "Agents not stopped (expected to beat)."),
         gauge("bgdb_agents_labelled", "Agents that have per-agent series (capped by max_agents)."),
@@ -250,7 +261,7 @@ QUERIES: tuple[QuerySpec, ...] = (
 )
 
 # The latency histogram's input (exporters/latency.py); handled apart from the table above.
-STATEMENTS_QUERY = QuerySpec("statements", "postgres", "statements.sql", ())
+STATEMENTS_QUERY = QuerySpec("statements", "postgres", "statements.sql", (), json_rows=True)
 
 
 def check_table(queries: tuple[QuerySpec, ...] = QUERIES) -> None:

@@ -1,6 +1,6 @@
 -- The top_tables largest tables of the connected database, heap + indexes + TOAST. A
 -- partitioned table is reported once, as the sum of its leaf partitions; partitions themselves
--- are not listed (daily partitions would crowd out everything else). Runs at most every 60 s
+-- are not listed (daily partitions would crowd out everything else). Runs at most every 300 s
 -- (min_interval_seconds in exporters/queries.py): sizes change slowly.
 WITH sized AS (
     SELECT

@@ -195,7 +195,7 @@ def test_database_kpis(agents_dsn: str, make_collector: CollectorFactory) -> Non
     wait_for(flushed)
     s = scrapes[-1]
     assert s.get("bgdb_up") == 1
-    # Sizes are measured at most every 60 s (min_interval_seconds): this collector still serves
+    # Sizes are measured at most every 300 s (min_interval_seconds): this collector still serves
     # the ones of its first scrape, taken before kpi_t existed; a fresh collector measures anew.
     assert s.get("bgdb_pg_database_size_bytes", db) == first.get("bgdb_pg_database_size_bytes", db)
     assert s.get("bgdb_pg_table_size_bytes", t) is None

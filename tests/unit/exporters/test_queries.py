@@ -5,11 +5,19 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from prometheus_client.core import CounterMetricFamily
 
-from exporters.collector import derived_rows, families_from_rows, load_sql, metric_value
+from exporters.collector import (
+    derived_rows,
+    families_from_rows,
+    json_rows,
+    load_sql,
+    metric_value,
+)
 from exporters.config import DEFAULT_SQL_DIR
 from exporters.queries import QUERIES, STATEMENTS_QUERY, QuerySpec, check_table, counter, gauge
 
@@ -124,3 +132,20 @@ def test_agent_summary_rides_on_agent_heartbeat_rows() -> None:
 def test_only_the_slow_size_queries_are_cached() -> None:
     cached = {q.name for q in QUERIES if q.min_interval_seconds > 0}
     assert cached == {"table_sizes", "database_sizes"}
+
+
+def test_json_rows_queries_return_one_json_array() -> None:
+    # The many-row queries come back as one JSON value (cheap for the pure-Python client).
+    json_specs = {q.name for q in (*QUERIES, STATEMENTS_QUERY) if q.json_rows}
+    assert json_specs == {"agent_heartbeat", "statements"}
+    for q in (*QUERIES, STATEMENTS_QUERY):
+        if q.json_rows:
+            assert "json_agg" in (DEFAULT_SQL_DIR / q.sql).read_text()
+    rows = [{"agent_id": "a1", "bgdb_agent_missed_heartbeats": 3.0}]
+    assert json_rows("q", [{"rows": rows}]) == rows
+    assert json_rows("q", [{"rows": []}]) == []
+    bads: list[list[dict[str, Any]]] = [
+        [], [{"rows": None}], [{"rows": [1, 2]}], [{"rows": []}, {"rows": []}]]
+    for bad in bads:
+        with pytest.raises(psycopg.DataError, match="q: expected one row"):
+            json_rows("q", bad)
