@@ -126,6 +126,10 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
         raise RestoreError(f"{dst.name} is a deployed primary with its own repository: restore "
                            "onto a spare host, or in place on it")
     data = Data(src.data)
+    if dst.name != src.name and backup_settings(data).repo_host:
+        raise RestoreError(f"the repository is on the backup host {backup_settings(data).repo_host}"
+                           ": restoring onto another host from it is not supported yet; "
+                           "restore in place")
     return Plan(src, dst, postgres_settings(data), backup_settings(data),
                 parse_time(target_time) if target_time else None, delta)
 
