@@ -146,9 +146,9 @@ def ssh_home(side: Side, bk: BackupSettings) -> tuple[str, str]:
     return "postgres", "/var/lib/postgresql"
 
 
-def known_hosts_line(address: str, port: int, host_key: str) -> str:
+def known_hosts_line(address: str, port: int, host_keys: str) -> str:
     where = address if port == 22 else f"[{address}]:{port}"
-    return f"{where} {host_key}\n"
+    return "".join(f"{where} {key}\n" for key in host_keys.splitlines())
 
 
 def authorized_keys_line(public_key: str, peer_address: str) -> str:
@@ -266,7 +266,7 @@ def setup_for(this: Host, inventory: Inventory) -> tuple[
     peer = primary if side == "repo" else inventory.get_group("backup")[0]
     key = peer.get_fact(SshHostKey)
     if key is None:
-        raise DeployError(f"{peer.name} has no /etc/ssh/ssh_host_ed25519_key.pub to pin")
+        raise DeployError(f"{peer.name} has no /etc/ssh/ssh_host_*_key.pub to pin")
     return bk, pg, app, side, Peer(peer.name, str(peer.data.get("service_address"))), key
 
 
@@ -292,14 +292,16 @@ def _ssh_link(side: Side, bk: BackupSettings, peer: Peer, peer_host_key: str) ->
 
 
 class SshHostKey(FactBase[str | None]):
-    """The host's ed25519 SSH host key ("ssh-ed25519 AAAA..."), None when it has none."""
+    """The host's SSH host keys, one "type AAAA..." per line, None when it has none. All of
+    them: ssh's UpdateHostKeys would otherwise append the others to known_hosts on first use,
+    and the next deploy would see a changed file."""
 
     def command(self) -> str:
-        return "cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true"
+        return "cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null || true"
 
     def process(self, output: list[str]) -> str | None:
-        fields = " ".join(output).split()
-        return f"{fields[0]} {fields[1]}" if len(fields) >= 2 else None
+        keys = [" ".join(line.split()[:2]) for line in output if len(line.split()) >= 2]
+        return "\n".join(keys) or None
 
 
 def _archiver_failing(port: int) -> bool:

@@ -117,8 +117,10 @@ def test_repository_host_config_backs_up_the_primary_with_the_key() -> None:
 def test_non_default_ssh_port_on_both_ends() -> None:
     db, repo = both_sides(ssh_port=2222)
     assert "repo1-host-port=2222" in db and "pg1-host-port=2222" in repo
-    assert backup.known_hosts_line("10.0.0.9", 2222, "ssh-ed25519 AAA") == \
-        "[10.0.0.9]:2222 ssh-ed25519 AAA\n"
+    assert backup.known_hosts_line("10.0.0.9", 2222, "ssh-ed25519 AAA\nssh-rsa BBB") == \
+        "[10.0.0.9]:2222 ssh-ed25519 AAA\n[10.0.0.9]:2222 ssh-rsa BBB\n"
+    assert backup.SshHostKey().process(["ssh-rsa BBB root@h", "ssh-ed25519 AAA root@h"]) == \
+        "ssh-rsa BBB\nssh-ed25519 AAA"
 
 
 def test_each_side_gets_its_own_timers() -> None:
