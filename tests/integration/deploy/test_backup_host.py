@@ -37,8 +37,10 @@ REPO_PATH = "/var/lib/pgbackrest"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Deployed]:
     name, lock = _claim_lab()
+    # A third, plain host to restore onto (a spare): not deployed, PostgreSQL installed by the
+    # restore command.
     specs = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
-             sandbox_hosts.HostSpec("bk", ("backup",))]
+             sandbox_hosts.HostSpec("bk", ("backup",)), sandbox_hosts.HostSpec("spare")]
     try:
         booted = sandbox_hosts.up(name, specs)
         try:
@@ -100,8 +102,9 @@ def test_stanza_and_key_live_on_the_backup_host(lab: Deployed) -> None:
 def test_check_passes_and_wal_lands_on_the_backup_host(lab: Deployed) -> None:
     must(lab, "runuser -u postgres -- pgbackrest --stanza=bgdb check")
     wal = sql(lab, "SELECT last_archived_wal FROM pg_stat_archiver", db="postgres")
-    assert re.fullmatch(r"[0-9A-F]{24}", wal), wal
-    found = must(lab, f"ls {REPO_PATH}/archive/bgdb/15-1/{wal[:16]}/ | grep -c '^{wal}-'",
+    # A segment, or the backup history file of the first backup (…28.backup) if it came last.
+    assert re.fullmatch(r"[0-9A-F]{24}(\.[0-9A-F]{8}\.backup)?", wal), wal
+    found = must(lab, f"ls {REPO_PATH}/archive/bgdb/15-1/{wal[:16]}/ | grep -c '^{wal}'",
                  host=backup_host(lab))
     assert found.strip() == "1", f"{wal} not in the backup host's archive"
 
@@ -158,3 +161,16 @@ def test_restore_from_the_backup_host(lab: Deployed) -> None:
     assert sql(lab, "SELECT pg_is_in_recovery()") == "f"
     # Archiving to the backup host goes on after the restore.
     must(lab, "runuser -u postgres -- pgbackrest --stanza=bgdb check")
+
+
+def test_restore_onto_a_spare_copies_the_backup_hosts_repository(lab: Deployed) -> None:
+    spare = next(h for h in lab.lab.hosts if not h.groups)
+    sql(lab, "CREATE TABLE bgdb_spare_marker AS SELECT 'latest'::text AS v", db="postgres")
+    started = time.monotonic()
+    out = restore_command(lab, "--to", spare.name)
+    assert out.returncode == 0, f"restore failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    print(f"restore onto a spare from the backup host took {time.monotonic() - started:.1f}s")
+    assert f"from {lab.lab.name}-bk to {spare.name}" in out.stdout, out.stdout[-1500:]
+    assert sql(lab, "SELECT v FROM bgdb_spare_marker", db="postgres",
+               host=spare.address) == "latest"
+    assert sql(lab, "SHOW archive_mode", db="postgres", host=spare.address) == "off"
