@@ -9,10 +9,14 @@ state, a second deploy changes nothing, and `bgdb restore` brings the primary ba
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +26,7 @@ from deploy.runner import run_deploy
 from sandbox import hosts as sandbox_hosts
 from tests.integration.deploy.backup_helpers import (
     DATA_DIR,
+    REPO,
     STATUS_DIR,
     UNIT,
     must,
@@ -144,6 +149,34 @@ def test_exporter_sees_the_backup_hosts_state(lab: Deployed) -> None:
                                   "bgdb_backup_verify_last_ok "))}
     assert values.get("bgdb_backup_last_full_timestamp_seconds") == newest, values
     assert values.get("bgdb_backup_verify_last_ok") == 1.0, values
+
+
+def run_checks(lab: Deployed, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The readiness checks of the backup items (`bgdb check`'s), on this lab."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "checks/test_backup.py", f"--readiness-report={tmp_path / 'readiness.md'}"]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **lab.env})
+
+
+def test_readiness_checks_pass_and_see_a_stopped_backup_timer(lab: Deployed,
+                                                              tmp_path: Path) -> None:
+    ok = run_checks(lab, tmp_path)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    rows = (tmp_path / "readiness.md").read_text()
+    assert f"| The backup host's backup timers are enabled and none of its jobs failed last " \
+           f"time | {lab.lab.name}-bk | PASSED |" in rows, rows
+    assert "FAILED" not in rows and "SKIPPED" not in rows, rows
+    bk = backup_host(lab)
+    must(lab, "systemctl disable --now bgdb-backup-diff.timer", host=bk)
+    try:
+        broken = run_checks(lab, tmp_path)
+        assert broken.returncode == 1, broken.stdout[-3000:]
+        report = (tmp_path / "readiness.md").read_text()
+        assert "bgdb-backup-diff.timer is not enabled and active" in report, report
+        assert f"on the backup host {lab.lab.name}-bk" in report, report
+    finally:
+        must(lab, "systemctl enable --now bgdb-backup-diff.timer", host=bk)
 
 
 def test_restore_from_the_backup_host(lab: Deployed) -> None:
