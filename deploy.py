@@ -28,8 +28,14 @@ if "postgres_primary" in host.groups:
     roles.configure_roles(pg, app)
     pgbouncer.install_pgbouncer(pg, app, pgbouncer_settings(data, app, pg))
     schema.apply_migrations(pg, app)
+
+# WAL archiving and backups: on the primary alone (local repository), or on the primary and the
+# backup host together (one call for both, so pyinfra orders their steps: backup.py).
+if {"postgres_primary", "backup"} & set(host.groups):
+    backup.configure_backup(*backup.setup_for(host, inventory))
+
+if "postgres_primary" in host.groups:
     bk = backup_settings(data)
-    backup.configure_backup(bk, pg, app)
     maintenance.configure_maintenance(maintenance_settings(data), bk, pg, app)
     exporter.install_exporter(exporter_settings(data, pg), pg, app, bk.status_file)
     replica.configure_primary(pg, replica_settings(data), [h.name for h in replica_hosts])

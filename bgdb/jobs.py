@@ -4,10 +4,12 @@
         [--database DB] JOB [job options]
 
 JOB is `backup` (pgBackRest full/diff), `verify` (pgbackrest verify), `dump` (pg_dump custom
-format, checked with pg_restore --list, old dumps pruned) or `sql` (a maintenance file run by
-psql). Every run:
+format, checked with pg_restore --list, old dumps pruned), `sql` (a maintenance file run by
+psql) or `info` (with a backup host: the primary records `pgbackrest info` and the backup host's
+verify result for its exporter). Every run:
 
-* on a standby does nothing and says so: the jobs run on the primary only;
+* on a standby does nothing and says so: the jobs run on the primary only (on a backup host,
+  `--repo-host`, there is no local PostgreSQL: no such check, and no system event);
 * logs to stdout/stderr, i.e. the journal under the unit's name, and exits 1 on failure;
 * writes STATUS_DIR/NAME.json: {"job", "ok", "exit_code", "started_at", "finished_at",
   "duration_seconds", "message", "last_success_at", "last_success_timestamp"} (ISO 8601 UTC and
@@ -191,8 +193,40 @@ def job_sql(args: argparse.Namespace) -> tuple[Figures, str]:
     return {}, f"{Path(args.file).name} done"
 
 
+def job_info(args: argparse.Namespace) -> tuple[Figures, str]:
+    """With the repository on a backup host, the backups and verify runs happen there: the
+    primary asks pgBackRest for the repository's state (over its SSH link to the backup host)
+    and copies the last verify result from the backup host's status file."""
+    info = pgbackrest_info(args.stanza)
+    if info is None:
+        raise JobError(f"pgbackrest info for stanza {args.stanza} failed (is the backup host "
+                       "reachable? see /var/log/pgbackrest)")
+    figures: Figures = {"pgbackrest_info": info}
+    message = "repository state recorded"
+    if args.repo_status:
+        login, _, path = args.repo_status.partition(":")
+        proc = run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o",
+                    "LogLevel=ERROR", *(["-p", str(args.ssh_port)] if args.ssh_port else []),
+                    login, f"cat {shlex.quote(path)} 2>/dev/null || echo '{{}}'"],
+                   capture=True, echo=False)
+        try:
+            remote = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except ValueError:
+            remote = None
+        if not isinstance(remote, dict):
+            raise JobError(f"could not read {args.repo_status}: {proc.stderr.strip()[:300]}",
+                           figures)
+        for key in ("verify_timestamp", "verify_ok"):
+            if key in remote:
+                figures[key] = remote[key]
+        figures["repo_host_jobs"] = remote.get("jobs", {})  # {} until a job ran there
+        message += f" (and {args.repo_status})"
+    return figures, message
+
+
 JOBS: dict[str, Callable[[argparse.Namespace], tuple[Figures, str]]] = {
     "backup": job_backup, "verify": job_verify, "dump": job_dump, "sql": job_sql,
+    "info": job_info,
 }
 
 
@@ -274,6 +308,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--status-dir", default="/var/lib/bgdb/status")
     ap.add_argument("--port", type=int, default=5432)
     ap.add_argument("--database", default="background_agents")
+    ap.add_argument("--repo-host", action="store_true",
+                    help="running on the backup host: no local PostgreSQL")
     sub = ap.add_subparsers(dest="job", required=True)
     p = sub.add_parser("backup", help="pgBackRest backup")
     p.add_argument("--stanza", required=True)
@@ -283,6 +319,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dump", help="pg_dump, checked with pg_restore --list")
     p.add_argument("--dir", required=True)
     p.add_argument("--keep-days", type=int, required=True)
+    p = sub.add_parser("info", help="record pgbackrest info (primary with a backup host)")
+    p.add_argument("--stanza", required=True)
+    p.add_argument("--repo-status", help="LOGIN@HOST:PATH of the backup host's backup.json")
+    p.add_argument("--ssh-port", type=int)
     p = sub.add_parser("sql", help="a maintenance SQL file through psql")
     p.add_argument("--file", required=True)
     p.add_argument("--var", action="append", default=[], help="psql variable name=value")
@@ -297,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"{name}: starting")
     figures: Figures = {}
     try:
-        if is_standby(args):
+        if not args.repo_host and is_standby(args):
             log(f"{name}: this host is a standby; the jobs run on the primary only: skipped")
             return 0
         figures, message = JOBS[args.job](args)
@@ -314,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"{name}: FAILED after {finished - started:.1f}s: {message}", file=sys.stderr,
           flush=True)
-    report_failure(args, name, message)
+    if not args.repo_host:
+        report_failure(args, name, message)
     return 1
 
 

@@ -16,6 +16,9 @@ the repository is copied there through this machine's SSH connections, PostgreSQ
 are installed if missing, and archiving is switched off on the restored copy so it never writes
 into a repository that is not its own.
 
+With a backup host (inventory group `backup`), an in-place restore reads its repository over
+the primary's SSH link to it, and a restore onto another host copies the repository from it.
+
 Hosts come from the inventory (names or addresses, as `bgdb check` uses them); the encryption key
 from the secrets directory. Exit status: 0 restored, 1 failed, 2 bad arguments or settings.
 """
@@ -58,6 +61,7 @@ class Plan:
     bk: BackupSettings
     target_time: str | None
     delta: bool
+    repo_holder: InventoryHost  # the host whose disk holds the repository: source or backup host
 
     @property
     def in_place(self) -> bool:
@@ -126,8 +130,13 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
         raise RestoreError(f"{dst.name} is a deployed primary with its own repository: restore "
                            "onto a spare host, or in place on it")
     data = Data(src.data)
-    return Plan(src, dst, postgres_settings(data), backup_settings(data),
-                parse_time(target_time) if target_time else None, delta)
+    if "backup" in dst.groups:
+        raise RestoreError(f"{dst.name} is the backup host: restore onto a database host")
+    bk = backup_settings(data)
+    # With a backup host, that is where the repository is copied from (bk.repo_path there).
+    holder = next((h for h in hosts if "backup" in h.groups), src) if bk.repo_host else src
+    return Plan(src, dst, postgres_settings(data), bk,
+                parse_time(target_time) if target_time else None, delta, holder)
 
 
 # --- remote execution ------------------------------------------------------------------------
@@ -200,9 +209,9 @@ install -d -o postgres -g postgres -m 0750 {backup.SPOOL}
                                   pg_path=pg.data_dir)
     remote(target, f"write {plan.config}",
            f"install -o root -g postgres -m 0640 /dev/stdin {plan.config}", input_text=conf)
-    say(f"copying the repository {plan.bk.repo_path} from {plan.source.name} to "
+    say(f"copying the repository {plan.bk.repo_path} from {plan.repo_holder.name} to "
         f"{target.name}:{plan.repo_path}")
-    reader = subprocess.Popen(root(plan.source, f"tar -C {plan.bk.repo_path} -cf - ."),
+    reader = subprocess.Popen(root(plan.repo_holder, f"tar -C {plan.bk.repo_path} -cf - ."),
                               stdout=subprocess.PIPE)
     writer = subprocess.run(root(target, f"tar -C {plan.repo_path} -xf - && "
                                  f"chown -R postgres:postgres {plan.repo_path}"),

@@ -19,6 +19,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db" in metafunc.fixturenames:
         targets = _targets(DB_GROUPS)
         metafunc.parametrize("db", targets, ids=[t.name for t in targets], scope="session")
+    if "backup_host" in metafunc.fixturenames:  # none without a host in group `backup`
+        targets = _targets({"backup"})
+        metafunc.parametrize("backup_host", targets, ids=[t.name for t in targets],
+                             scope="session")
     if "primary" in metafunc.fixturenames:
         targets = _targets({"postgres_primary"})
         metafunc.parametrize("primary", targets, ids=[t.name for t in targets], scope="session")

@@ -13,6 +13,10 @@ from deploy.settings import BackupSettings, Data, backup_settings
 
 TIMERS = ["bgdb-backup-full", "bgdb-backup-diff", "bgdb-backup-verify", "bgdb-dump",
           "bgdb-maintenance-daily", "bgdb-maintenance-weekly", "bgdb-maintenance-monthly"]
+# With a backup host, the backups and verify run there; the primary records their state.
+REPO_HOST_TIMERS = ["bgdb-dump", "bgdb-backup-info", "bgdb-maintenance-daily",
+                    "bgdb-maintenance-weekly", "bgdb-maintenance-monthly"]
+REPO_HOST_BACKUP_TIMERS = ["bgdb-backup-full", "bgdb-backup-diff", "bgdb-backup-verify"]
 FULL_MAX_AGE = 8 * 86400  # weekly full backups
 ANY_MAX_AGE = 26 * 3600  # daily differential backups and dumps
 ARCHIVE_STUCK_AFTER = 900  # WAL waiting and nothing archived for 15 minutes
@@ -20,6 +24,10 @@ ARCHIVE_STUCK_AFTER = 900  # WAL waiting and nothing archived for 15 minutes
 
 def _bk(primary: Target) -> BackupSettings:
     return backup_settings(Data(primary.inv.data))
+
+
+def _timers(bk: BackupSettings) -> list[str]:
+    return REPO_HOST_TIMERS if bk.repo_host else TIMERS
 
 
 def _age(seconds: float) -> str:
@@ -98,7 +106,8 @@ def test_logical_dump_fresh(primary: Target) -> None:
 def test_timers_enabled(primary: Target) -> None:
     """Backup and maintenance timers are enabled and scheduled"""
     wrong = []
-    for unit in TIMERS:  # one report line for the set (the report's host column stays clean)
+    # One report line for the set (the report's host column stays clean).
+    for unit in _timers(_bk(primary)):
         timer = primary.host.service(f"{unit}.timer")
         if not timer.is_enabled:
             wrong.append(f"{unit}.timer is not enabled")
@@ -111,7 +120,7 @@ def test_scheduled_jobs_not_failing(primary: Target) -> None:
     """No backup or maintenance job failed on its last run"""
     bk = _bk(primary)
     failed = []
-    for name in TIMERS:
+    for name in _timers(bk):
         f = primary.host.file(f"{bk.status_dir}/{name.removeprefix('bgdb-')}.json")
         if not f.exists:
             continue
@@ -120,3 +129,21 @@ def test_scheduled_jobs_not_failing(primary: Target) -> None:
             failed.append(f"{status.get('job')} at {status.get('finished_at')}: "
                           f"{status.get('message')}")
     assert not failed, "failed jobs (journalctl -u bgdb-<job>): " + "; ".join(failed)
+
+
+def test_backup_host_jobs(backup_host: Target) -> None:
+    """The backup host's backup timers are enabled and none of its jobs failed last time"""
+    bk = _bk(backup_host)
+    wrong = []
+    for unit in REPO_HOST_BACKUP_TIMERS:
+        timer = backup_host.host.service(f"{unit}.timer")
+        if not timer.is_enabled or not timer.is_running:
+            wrong.append(f"{unit}.timer is not enabled and active")
+        f = backup_host.host.file(f"{bk.status_dir}/{unit.removeprefix('bgdb-')}.json")
+        if f.exists:
+            status = json.loads(f.content_string)
+            if not status.get("ok"):
+                wrong.append(f"{status.get('job')} failed at {status.get('finished_at')}: "
+                             f"{status.get('message')}")
+    assert not wrong, "; ".join(wrong) + f" on the backup host {backup_host.name} " \
+        "(systemctl list-timers 'bgdb-*'; journalctl -u bgdb-<job>)"

@@ -4,28 +4,44 @@ archive_command hands each WAL segment to `pgbackrest archive-push`, which retur
 the segment is stored in the repository (never `cp` without fsync, never /bin/true). The deploy
 creates the stanza, proves with `pgbackrest check` that a segment reaches the repository, and
 takes the first full backup, so a fresh host is restorable to any point from the first deploy on.
+
+With a host in group `backup`, the repository lives there instead (pgBackRest's "repository
+host" layout over SSH): the backup host runs the full/diff/verify timers and holds the encryption
+key; the primary keeps archive-push (to the backup host), the dump, and a `bgdb-backup-info`
+timer that records `pgbackrest info` for its exporter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from io import StringIO
-from typing import Any
+from typing import Any, Literal
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import FactBase, Host, Inventory, deploy
+from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 
 from deploy import jobs, pgsql, secrets
 from deploy.render import render
-from deploy.settings import AppSettings, BackupSettings, PostgresSettings
+from deploy.settings import (
+    AppSettings,
+    BackupSettings,
+    Data,
+    PostgresSettings,
+    app_settings,
+    backup_settings,
+    postgres_settings,
+)
 
 CONF_DIR = "/etc/pgbackrest"
 CONF = f"{CONF_DIR}/pgbackrest.conf"  # pgBackRest's default; the package's /etc/pgbackrest.conf
 SPOOL = "/var/spool/pgbackrest"  # is then ignored
+LOG = "/var/log/pgbackrest"
 CIPHER_SECRET = "pgbackrest-cipher"
 
 
@@ -46,88 +62,255 @@ def cipher_pass(bk: BackupSettings, *, generate: bool = True) -> str | None:
 
 
 def pgbackrest_conf(bk: BackupSettings, pg: PostgresSettings, cipher: str | None,
-                    *, repo_path: str | None = None, pg_path: str | None = None) -> str:
-    """The configuration; restore.py renders it for another host with its own paths."""
+                    *, repo_path: str | None = None, pg_path: str | None = None,
+                    repo_host: str | None = None, pg_host: str | None = None) -> str:
+    """The configuration: of the primary with a local repository (restore.py renders it for
+    another host with its own paths), of the primary whose repository is on `repo_host`, or of
+    the backup host that backs up `pg_host`."""
     return render("pgbackrest.conf.j2", bk=bk, cipher_pass=cipher, spool_path=SPOOL,
                   pg_path=pg_path or pg.data_dir, pg_port=pg.port,
-                  repo_path=repo_path or bk.repo_path)
+                  repo_path=repo_path or bk.repo_path, repo_host=repo_host, pg_host=pg_host)
 
 
 def as_postgres(command: str) -> str:
-    return f"runuser -u postgres -- {command}"
+    return as_user("postgres", command)
 
 
-def backup_jobs(bk: BackupSettings, pg: PostgresSettings, app: AppSettings) -> list[jobs.Job]:
+def as_user(user: str, command: str) -> str:
+    return f"runuser -u {user} -- {command}"
+
+
+# Where this host stands in the repository layout: `local` = the primary with its own
+# repository (no backup host in the inventory); `db` = the primary whose repository is on the
+# backup host; `repo` = that backup host (pgBackRest's "repository host" layout: it runs the
+# backups, reaching the primary over SSH; the primary's archive-push reaches it the same way).
+Side = Literal["local", "db", "repo"]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The other end of the SSH link: the backup host for `db`, the primary for `repo`."""
+    name: str
+    address: str
+
+
+def side_of(groups: Iterable[str], bk: BackupSettings) -> Side:
+    if "backup" in groups:
+        return "repo"
+    return "db" if bk.repo_host else "local"
+
+
+def backup_jobs(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
+                side: Side | None = None) -> list[jobs.Job]:
+    """The timers of this side; by default those of the primary (`local` or `db`)."""
+    side = side or ("db" if bk.repo_host else "local")
+
     def common(name: str) -> tuple[str, ...]:
-        return jobs.common_args(name, bk.status_dir, pg.port, app.database)
+        args = jobs.common_args(name, bk.status_dir, pg.port, app.database)
+        return (*args, "--repo-host") if side == "repo" else args
 
     stanza = ("--stanza", bk.stanza)
-    return [
+    user = bk.repo_host_user if side == "repo" else "postgres"
+    backups = [
         jobs.Job("bgdb-backup-full", "pgBackRest full backup", bk.full_schedule,
-                 (*common("backup-full"), "backup", *stanza, "--type", "full"), timeout="24h"),
+                 (*common("backup-full"), "backup", *stanza, "--type", "full"), timeout="24h",
+                 user=user),
         jobs.Job("bgdb-backup-diff", "pgBackRest differential backup", bk.diff_schedule,
-                 (*common("backup-diff"), "backup", *stanza, "--type", "diff"), timeout="24h"),
+                 (*common("backup-diff"), "backup", *stanza, "--type", "diff"), timeout="24h",
+                 user=user),
         jobs.Job("bgdb-backup-verify", "pgBackRest repository verification", bk.verify_schedule,
-                 (*common("backup-verify"), "verify", *stanza), timeout="24h"),
-        jobs.Job("bgdb-dump", "Logical dump (pg_dump, checked by pg_restore --list)",
-                 bk.dump_schedule,
-                 (*common("dump"), "dump", "--dir", bk.dump_dir, "--keep-days",
-                  str(bk.dump_keep_days)), timeout="12h"),
+                 (*common("backup-verify"), "verify", *stanza), timeout="24h", user=user),
     ]
+    dump = jobs.Job("bgdb-dump", "Logical dump (pg_dump, checked by pg_restore --list)",
+                    bk.dump_schedule,
+                    (*common("dump"), "dump", "--dir", bk.dump_dir, "--keep-days",
+                     str(bk.dump_keep_days)), timeout="12h")
+    if side == "local":
+        return [*backups, dump]
+    if side == "repo":
+        return backups
+    port = ("--ssh-port", str(bk.ssh_port)) if bk.ssh_port != 22 else ()
+    info = jobs.Job("bgdb-backup-info", "Repository state for the exporter (pgbackrest info)",
+                    bk.info_schedule,
+                    (*common("backup-info"), "info", *stanza, "--repo-status",
+                     f"{bk.repo_host_user}@{bk.repo_host}:{bk.status_file}", *port),
+                    timeout="10min")
+    return [dump, info]
+
+
+def ssh_home(side: Side, bk: BackupSettings) -> tuple[str, str]:
+    """(user, home) whose ~/.ssh holds the link's key: postgres on the primary, the repository
+    user on the backup host."""
+    if side == "repo":
+        return bk.repo_host_user, f"/home/{bk.repo_host_user}"
+    return "postgres", "/var/lib/postgresql"
+
+
+def known_hosts_line(address: str, port: int, host_keys: str) -> str:
+    where = address if port == 22 else f"[{address}]:{port}"
+    return "".join(f"{where} {key}\n" for key in host_keys.splitlines())
+
+
+def authorized_keys_line(public_key: str, peer_address: str) -> str:
+    # Only from the peer, no forwarding, pty or agent: pgBackRest runs its commands over exec.
+    return f'from="{peer_address}",restrict {public_key}\n'
 
 
 @deploy("Configure WAL archiving and backups")
-def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings) -> None:
-    apt.packages(name="Install pgBackRest", packages=["pgbackrest"], cache_time=86400,
-                 no_recommends=True)
-    cipher = cipher_pass(bk)
+def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
+                     side: Side = "local", peer: Peer | None = None,
+                     peer_host_key: str | None = None) -> None:
+    """One sequence for both ends of the repository: deploy.py calls it from one place for the
+    primary and the backup host, so pyinfra runs each step on both before the next (the backup
+    host's stanza-create after the primary's configuration, the primary's check after the
+    stanza, the backup host's first backup after the check)."""
+    owner = bk.repo_host_user if side == "repo" else "postgres"
+    apt.packages(name="Install pgBackRest", packages=["pgbackrest"] + (
+        ["openssh-client"] if side != "local" else []), update=True, cache_time=86400,
+        no_recommends=True)
+    if side == "repo":
+        server.user(name=f"Create the repository user {owner}", user=owner, system=True,
+                    home=f"/home/{owner}", ensure_home=True, shell="/bin/sh")
+    if side != "local":
+        assert peer is not None and peer_host_key is not None
+        _ssh_link(side, bk, peer, peer_host_key)
+    # Only the repository's host holds the key.
+    cipher = cipher_pass(bk) if side != "db" else None
     # Another key (or none) for a repository that already holds backups would make every backup
     # unreadable: stop before writing the configuration.
-    server.shell(
-        name="Refuse to change the encryption key of an existing repository",
-        commands=[f"echo 'the repository {bk.repo_path} was created with another encryption "
-                  f"key (or none); put the key from {CONF} into .secrets/passwords/"
-                  f"{CIPHER_SECRET}, or move the repository aside' >&2; exit 1"],
-        _if=lambda: _key_conflict(host.get_fact(_RepoKey, conf=CONF, repo=bk.repo_path,
-                                                stanza=bk.stanza), cipher),
-    )
-    files.directory(name="Create /etc/pgbackrest", path=CONF_DIR, user="root", group="postgres",
+    if side != "db":
+        server.shell(
+            name="Refuse to change the encryption key of an existing repository",
+            commands=[f"echo 'the repository {bk.repo_path} was created with another encryption "
+                      f"key (or none); put the key from {CONF} into .secrets/passwords/"
+                      f"{CIPHER_SECRET}, or move the repository aside' >&2; exit 1"],
+            _if=lambda: _key_conflict(host.get_fact(_RepoKey, conf=CONF, repo=bk.repo_path,
+                                                    stanza=bk.stanza), cipher),
+        )
+    files.directory(name="Create /etc/pgbackrest", path=CONF_DIR, user="root", group=owner,
                     mode="0750")
-    conf = files.put(name="Write the pgBackRest configuration",
-                     src=StringIO(pgbackrest_conf(bk, pg, cipher)), dest=CONF, user="root",
-                     group="postgres", mode="0640")
-    for path in (bk.repo_path, SPOOL, "/var/log/pgbackrest"):
-        files.directory(name=f"Create {path}", path=path, user="postgres", group="postgres",
-                        mode="0750")
-    files.directory(name="Create the dump directory", path=bk.dump_dir, user="postgres",
-                    group="postgres", mode="0700")
+    text = pgbackrest_conf(bk, pg, cipher,
+                           repo_host=peer.address if peer and side == "db" else None,
+                           pg_host=peer.address if peer and side == "repo" else None)
+    conf = files.put(name="Write the pgBackRest configuration", src=StringIO(text), dest=CONF,
+                     user="root", group=owner, mode="0640")
+    dirs = {"local": (bk.repo_path, SPOOL, LOG), "db": (SPOOL, LOG), "repo": (bk.repo_path, LOG)}
+    for path in dirs[side]:
+        files.directory(name=f"Create {path}", path=path, user=owner, group=owner, mode="0750")
+    if side != "repo":
+        files.directory(name="Create the dump directory", path=bk.dump_dir, user="postgres",
+                        group="postgres", mode="0700")
 
-    stanza = server.shell(
-        name=f"Create the pgBackRest stanza {bk.stanza}",
-        commands=[as_postgres(f"pgbackrest --stanza={bk.stanza} stanza-create")],
-        _if=lambda: not _stanza_exists(host.get_fact(PgbackrestInfo, stanza=bk.stanza)),
-    )
+    stanza = None
+    if side != "db":
+        stanza = server.shell(
+            name=f"Create the pgBackRest stanza {bk.stanza}",
+            commands=[as_user(owner, f"pgbackrest --stanza={bk.stanza} stanza-create")],
+            _if=lambda: not _stanza_exists(host.get_fact(PgbackrestInfo, stanza=bk.stanza,
+                                                         user=owner)),
+        )
     # `check` forces a WAL switch and waits until the segment is in the repository.
-    server.shell(
-        name="Check that WAL reaches the repository (pgbackrest check)",
-        commands=[as_postgres(f"pgbackrest --stanza={bk.stanza} check")],
-        _if=lambda: conf.did_change() or stanza.did_change() or _archiver_failing(pg.port),
-    )
+    if side != "repo":
+        server.shell(
+            name="Check that WAL reaches the repository (pgbackrest check)",
+            commands=[as_postgres(f"pgbackrest --stanza={bk.stanza} check")],
+            _if=lambda: conf.did_change() or bool(stanza and stanza.did_change())
+            or _archiver_failing(pg.port),
+        )
 
-    jobs.install_runner(bk.status_dir)
-    for job in backup_jobs(bk, pg, app):
-        jobs.install_timer(job, after=f"{pg.unit}.service")
-    # A fresh host is restorable (and its readiness checks pass) from the first deploy on.
-    server.shell(
-        name="Take the first full backup",
-        commands=["systemctl start bgdb-backup-full.service"],
-        _if=lambda: not _has_backup(host.get_fact(PgbackrestInfo, stanza=bk.stanza)),
-    )
-    server.shell(
-        name="Take the first logical dump",
-        commands=["systemctl start bgdb-dump.service"],
-        _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/dump.json") is None,
-    )
+    jobs.install_runner(bk.status_dir, user=owner)
+    # A fresh host is restorable (and its readiness checks pass) from the first deploy on. The
+    # first runs call the runner as the timers' services would (same arguments, user, umask),
+    # before the timer loop: steps the two hosts share must stay out of loops, whose length
+    # differs per host, for pyinfra to keep them in this order (backup, then its record).
+    by_unit = {j.unit: j for j in backup_jobs(bk, pg, app, side)}
+    if side != "db":
+        server.shell(
+            name="Take the first full backup",
+            commands=[_first_run(by_unit["bgdb-backup-full"])],
+            _if=lambda: not _has_backup(host.get_fact(PgbackrestInfo, stanza=bk.stanza,
+                                                      user=owner)),
+        )
+    if side != "repo":
+        server.shell(
+            name="Take the first logical dump",
+            commands=[_first_run(by_unit["bgdb-dump"])],
+            _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/dump.json") is None,
+        )
+    if side == "db":
+        server.shell(
+            name="Record the repository's state for the exporter",
+            commands=[_first_run(by_unit["bgdb-backup-info"])],
+            _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/backup-info.json") is None,
+        )
+    after = "network-online.target" if side == "repo" else f"{pg.unit}.service"
+    for job in by_unit.values():
+        jobs.install_timer(job, after=after)
+    if side == "db":
+        # A primary that had its own repository before the backup host came: its backup
+        # timers would now fail daily (pgBackRest backs up from the repository host only).
+        from deploy.replica import EnabledUnits  # replica imports this module
+
+        moved = [f"{j.unit}.timer" for j in backup_jobs(bk, pg, app, "repo")]
+        server.shell(name="Disable the primary's own backup timers (the backup host runs them)",
+                     commands=[f"systemctl disable --now {' '.join(moved)}"],
+                     _if=lambda: bool(host.get_fact(EnabledUnits, units=moved)))
+
+
+def _first_run(job: jobs.Job) -> str:
+    return f"umask 077 && {as_user(job.user, job.command)}"
+
+
+def setup_for(this: Host, inventory: Inventory) -> tuple[
+        BackupSettings, PostgresSettings, AppSettings, Side, Peer | None, str | None]:
+    """configure_backup's arguments for the primary or the backup host. Both use the primary's
+    settings (the stanza, schedules and paths belong to its cluster); each end gets the other's
+    address and its SSH host key, read over the deploy's own connection to it."""
+    primary = inventory.get_group("postgres_primary")[0]
+    data = Data(primary.data.dict())
+    bk, pg, app = backup_settings(data), postgres_settings(data), app_settings(data)
+    side = side_of(this.groups, bk)
+    if side == "local":
+        return bk, pg, app, side, None, None
+    peer = primary if side == "repo" else inventory.get_group("backup")[0]
+    key = peer.get_fact(SshHostKey)
+    if key is None:
+        raise DeployError(f"{peer.name} has no /etc/ssh/ssh_host_*_key.pub to pin")
+    return bk, pg, app, side, Peer(peer.name, str(peer.data.get("service_address"))), key
+
+
+def _ssh_link(side: Side, bk: BackupSettings, peer: Peer, peer_host_key: str) -> None:
+    """This end of the passwordless SSH link between postgres on the primary and the repository
+    user on the backup host: its own key pair (generated into the secrets directory), the
+    peer's public key as the only authorized key (from the peer's address only), and the
+    peer's host key pinned in known_hosts (read by the deploy over its own verified connection,
+    never accepted on first use)."""
+    user, home = ssh_home(side, bk)
+    private, _ = secrets.ssh_keypair(f"pgbackrest-{side}")
+    _, peer_public = secrets.ssh_keypair(f"pgbackrest-{'repo' if side == 'db' else 'db'}")
+    files.directory(name=f"Create {home}/.ssh", path=f"{home}/.ssh", user=user, group=user,
+                    mode="0700")
+    files.put(name="Install this host's pgBackRest SSH key", src=StringIO(private),
+              dest=f"{home}/.ssh/id_ed25519", user=user, group=user, mode="0600")
+    files.put(name=f"Authorize {peer.name}'s pgBackRest SSH key",
+              src=StringIO(authorized_keys_line(peer_public, peer.address)),
+              dest=f"{home}/.ssh/authorized_keys", user=user, group=user, mode="0600")
+    files.put(name=f"Pin {peer.name}'s SSH host key",
+              src=StringIO(known_hosts_line(peer.address, bk.ssh_port, peer_host_key)),
+              dest=f"{home}/.ssh/known_hosts", user=user, group=user, mode="0644")
+
+
+class SshHostKey(FactBase[str | None]):
+    """The host's SSH host keys, one "type AAAA..." per line, None when it has none. All of
+    them: ssh's UpdateHostKeys would otherwise append the others to known_hosts on first use,
+    and the next deploy would see a changed file."""
+
+    def command(self) -> str:
+        return "cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        keys = [" ".join(line.split()[:2]) for line in output if len(line.split()) >= 2]
+        return "\n".join(keys) or None
 
 
 def _archiver_failing(port: int) -> bool:
@@ -159,8 +342,8 @@ def _key_conflict(state: tuple[str, bool] | None, cipher: str | None) -> bool:
 class PgbackrestInfo(FactBase[Info | None]):
     """`pgbackrest info --output=json` for the stanza, None when it cannot run."""
 
-    def command(self, stanza: str) -> str:
-        return (f"{as_postgres(f'pgbackrest --stanza={stanza} --output=json info')} "
+    def command(self, stanza: str, user: str = "postgres") -> str:
+        return (f"{as_user(user, f'pgbackrest --stanza={stanza} --output=json info')} "
                 "2>/dev/null || echo null")
 
     def process(self, output: list[str]) -> Info | None:

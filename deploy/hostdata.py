@@ -68,6 +68,11 @@ def load_inventory() -> list[InventoryHost]:
     if is_sandbox():
         common.update(_sandbox_data(raw_hosts))
     hosts = []
+    # The repository's place follows the inventory: the one host of group `backup`, if any
+    # (deploy/validate.py refuses more than one before any host is touched).
+    backup_hosts = [h["address"] for h in raw_hosts if "backup" in h.get("groups", ())]
+    if len(backup_hosts) == 1:
+        common["backup_repo_host"] = backup_hosts[0]
     for h in raw_hosts:
         groups = tuple(h.get("groups", ()))
         for g in groups:

@@ -24,6 +24,7 @@ class Job:
     schedule: str  # systemd OnCalendar
     args: tuple[str, ...]  # the runner's arguments
     timeout: str = "6h"  # systemd TimeoutStartSec: a hung job fails instead of blocking the next
+    user: str = "postgres"  # pgbackrest on a backup host
 
     @property
     def command(self) -> str:
@@ -43,12 +44,12 @@ def common_args(name: str, status_dir: str, port: int, database: str) -> tuple[s
             "--database", database)
 
 
-def install_runner(status_dir: str) -> None:
+def install_runner(status_dir: str, user: str = "postgres") -> None:
     files.put(name="Upload the job runner", src=str(REPO / "bgdb" / "jobs.py"), dest=RUNNER,
               mode="0755", create_remote_dir=True)
     # Readable by everyone: the exporter reads backup.json from here.
-    files.directory(name="Create the job status directory", path=status_dir, user="postgres",
-                    group="postgres", mode="0755")
+    files.directory(name="Create the job status directory", path=status_dir, user=user,
+                    group=user, mode="0755")
 
 
 def install_timer(job: Job, after: str) -> None:

@@ -61,3 +61,23 @@ def write_private(path: Path, content: str | bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(content.encode() if isinstance(content, str) else content)
     tmp.replace(path)
+
+
+def ssh_keypair(name: str) -> tuple[str, str]:
+    """(private key in OpenSSH format, public key line) of a key pair the bundle uses between
+    its hosts, generated on first use (ed25519) into the secrets directory."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = _secret_file("ssh", name)
+    if path.exists():
+        key = serialization.load_ssh_private_key(path.read_bytes(), None)
+    else:
+        key = Ed25519PrivateKey.generate()
+        write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    private = path.read_text()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, f"{public} bgdb-{name}"

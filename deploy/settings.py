@@ -303,7 +303,7 @@ def _abs_path(data: Data, key: str, default: str) -> str:
 @dataclass(frozen=True)
 class BackupSettings:
     stanza: str
-    repo_path: str  # local repository (a dedicated backup host over SSH is future work)
+    repo_path: str  # the repository: on the primary, or on the backup host when there is one
     encrypt: bool  # aes-256-cbc, key generated into the secrets directory
     retention_days: int  # full backups kept so that any point of the last N days is restorable
     archive_async: bool
@@ -317,6 +317,10 @@ class BackupSettings:
     dump_dir: str
     dump_keep_days: int
     status_dir: str
+    info_schedule: str = "*:0/15"  # with a backup host: `pgbackrest info` for the exporter
+    repo_host: str | None = None  # the backup host's address (inventory group `backup`), or local
+    repo_host_user: str = "pgbackrest"  # its system user that owns the repository
+    ssh_port: int = 22  # sshd of the backup host and the primary (pgBackRest runs over SSH)
 
     @property
     def status_file(self) -> str:
@@ -346,7 +350,42 @@ def backup_settings(data: Data) -> BackupSettings:
         dump_dir=_abs_path(data, "backup_dump_dir", "/var/backups/bgdb"),
         dump_keep_days=data.integer("backup_dump_keep_days", 7, 1, 3650),
         status_dir=_abs_path(data, "backup_status_dir", "/var/lib/bgdb/status"),
+        info_schedule=_calendar(data, "backup_info_schedule", "*:0/15"),
+        repo_host=_repo_host(data),
+        repo_host_user=data.ident("backup_repo_host_user", "pgbackrest"),
+        ssh_port=data.integer("ssh_port", 22, 1, 65535),
     )
+
+
+def _repo_host(data: Data) -> str | None:
+    """The backup host's address, set by the inventory (deploy/hostdata.py) from group `backup`."""
+    value, src = data.raw("backup_repo_host", None)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        if isinstance(value, str) and re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$", value):
+            return value
+        raise SettingsError("backup_repo_host", value, "expected the backup host's address or "
+                            "DNS name", src) from None
+
+
+def check_backup_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """(name, groups) of every host: at most one backup host, on a host of its own (the
+    repository must survive the loss of any database host), and a primary to back up."""
+    backup = [n for n, g in hosts if "backup" in g]
+    if len(backup) > 1:
+        raise SettingsError("backup", backup, "expected at most one backup host (it holds the "
+                            "one pgBackRest repository)")
+    for name, groups in hosts:
+        if "backup" in groups and {"postgres_primary", "postgres_replicas"} & set(groups):
+            raise SettingsError(f"groups of {name}", list(groups), "a backup host holds the "
+                                "repository apart from the database hosts: not also "
+                                "postgres_primary or postgres_replicas")
+    if backup and not any("postgres_primary" in g for _, g in hosts):
+        raise SettingsError("backup", backup, "a backup host needs a host in postgres_primary "
+                            "to back up")
 
 
 @dataclass(frozen=True)

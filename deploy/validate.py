@@ -9,6 +9,7 @@ from deploy.settings import (
     Data,
     app_settings,
     backup_settings,
+    check_backup_topology,
     check_replication_topology,
     exporter_settings,
     maintenance_settings,
@@ -24,9 +25,12 @@ DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     hosts = list(hosts)
     check_replication_topology([(h.name, h.groups) for h in hosts])
+    check_backup_topology([(h.name, h.groups) for h in hosts])
     for host in hosts:
         data = Data(host.data)
         app = app_settings(data)
+        if "backup" in host.groups:
+            backup_settings(data)
         if DB_GROUPS & set(host.groups):
             pg = postgres_settings(data)
             replica_settings(data)

@@ -30,9 +30,11 @@ postgres_firewall = True  # nftables: our ports only from the CIDRs above
 postgres_app_connection_limit = 200
 
 # --- backups: pgBackRest (WAL archiving, full/diff backups, verify) and a daily pg_dump ---
-# Schedules are systemd OnCalendar expressions (host time); timers run on the primary only.
+# Schedules are systemd OnCalendar expressions (host time); timers run on the primary, or with a
+# host in group `backup` the backups and verify run there and the repository lives there (README).
 backup_stanza = "bgdb"  # pgBackRest stanza name
-backup_repo_path = "/var/lib/pgbackrest"  # local repository on the primary
+backup_repo_path = "/var/lib/pgbackrest"  # the repository, on the primary or the backup host
+backup_info_schedule = "*:0/15"  # with a backup host: the primary records `pgbackrest info`
 backup_repo_encrypt = True  # aes-256-cbc; key generated into .secrets/passwords/pgbackrest-cipher
 backup_retention_days = 30  # any point in time of the last 30 days stays restorable
 backup_archive_async = True  # archive-push through pgBackRest's async spool (batches, parallel)

@@ -1,4 +1,5 @@
-"""`python -m sandbox up [N] [--lab NAME]` / `down [--lab NAME | --all]` / `status`."""
+"""`python -m sandbox up [N] [--lab NAME] [--backup-host]` / `down [--lab NAME | --all]` /
+`status`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="boot N disposable Debian 12 hosts")
     p_up.add_argument("count", type=int, nargs="?", default=2)
     p_up.add_argument("--lab", default="sbx")
+    p_up.add_argument("--backup-host", action="store_true",
+                      help="add a host `bk` in group backup (the pgBackRest repository host)")
     p_down = sub.add_parser("down", help="stop hosts and remove every trace")
     p_down.add_argument("--lab", default="sbx")
     p_down.add_argument("--all", action="store_true")
@@ -27,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             started = time.monotonic()
-            lab = hosts.up(args.lab, hosts.default_specs(args.count))
+            specs = hosts.default_specs(args.count)
+            if args.backup_host:
+                specs.append(hosts.HostSpec("bk", ("backup",)))
+            lab = hosts.up(args.lab, specs)
             for h in lab.hosts:
                 print(f"{h.name:16} {h.address:14} {','.join(h.groups) or '-'}")
             print(f"{len(lab.hosts)} host(s) up in {time.monotonic() - started:.1f}s; "

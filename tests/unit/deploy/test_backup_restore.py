@@ -47,3 +47,15 @@ def test_refuses_another_primary_and_unknown_hosts() -> None:
         make_plan(HOSTS, "db1", "db2", None, delta=False)
     with pytest.raises(RestoreError, match="no host 'nope'"):
         make_plan(HOSTS, None, "nope", None, delta=False)
+
+
+def test_with_a_backup_host_the_repository_is_copied_from_it() -> None:
+    data = {**DATA, "backup_repo_host": "10.0.0.19"}
+    hosts = [InventoryHost("db1", "10.0.0.11", ("postgres_primary",), dict(data)),
+             InventoryHost("spare", "10.0.0.12", (), dict(data)),
+             InventoryHost("bk", "10.0.0.19", ("backup",), dict(data))]
+    assert make_plan(hosts, None, "spare", None, delta=False).repo_holder.name == "bk"
+    assert make_plan(hosts, None, None, None, delta=False).in_place
+    with pytest.raises(RestoreError, match="bk is the backup host"):
+        make_plan(hosts, None, "bk", None, delta=False)
+    assert make_plan(HOSTS, "db1", "spare", None, delta=False).repo_holder.name == "db1"
