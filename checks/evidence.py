@@ -106,8 +106,8 @@ def load_evidence_problem(path: Path, primary: Primary, rs: ReadinessSettings,
             and split_where(r["where"])[1] == primary.database]
     if not ours:
         elsewhere = sorted({str(r.get("where")) for r in results if isinstance(r, dict)})
-        return (f"{path} has no load test of {target} ({', '.join(sorted(primary.addresses))}); "
-                f"its runs were against {', '.join(elsewhere) or 'nothing'}")
+        return (f"no load test of {target} ({', '.join(sorted(primary.addresses))}); the "
+                f"evidence's runs were against {', '.join(elsewhere) or 'nothing'} ({path})")
     dated = [(r, parse_time(r.get("measured_at"))) for r in ours]
     fresh = [r for r, at in dated if at is not None and (now - at).total_seconds() <= max_age]
     if not fresh:
@@ -115,14 +115,16 @@ def load_evidence_problem(path: Path, primary: Primary, rs: ReadinessSettings,
         newest = max(times) if times else None
         when = (f"{age_text((now - newest).total_seconds())} old (measured_at "
                 f"{newest:%Y-%m-%d %H:%M} UTC)" if newest else "undated")
-        return (f"the last load test of {target} in {path} is {when}; the limit is "
-                f"{rs.load_evidence_max_age_days} days (readiness_load_evidence_max_age_days)")
+        return (f"the last load test of {target} is {when}; the limit is "
+                f"{rs.load_evidence_max_age_days} days (readiness_load_evidence_max_age_days; "
+                f"{path})")
     if any(not kpi_shortfalls(r, rs) for r in fresh):
         return None
     best = max(fresh, key=lambda r: _number(r, "tps") or 0.0)
-    return (f"no recent load test of {target} met the KPIs; best run ({best.get('where')}, "
-            f"{best.get('agents')} agents, {best.get('measured_at')}, {path}): "
-            + "; ".join(kpi_shortfalls(best, rs)))
+    return (f"no recent load test of {target} met the KPIs: "
+            + "; ".join(kpi_shortfalls(best, rs))
+            + f" (best run: {best.get('where')}, {best.get('agents')} agents, "
+              f"{best.get('measured_at')}; {path})")
 
 
 def restore_record_problem(record_text: str | None, where: str, rs: ReadinessSettings,

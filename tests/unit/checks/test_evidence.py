@@ -4,6 +4,7 @@ database, each KPI missed) and the restore record (missing, failed, stale, empty
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,9 @@ def test_not_evidence(tmp_path: Path) -> None:
 def test_stale(tmp_path: Path) -> None:
     path = evidence(tmp_path, run(measured_at="2026-11-16T12:00:00Z"))
     assert load_evidence_problem(path, PRIMARY, RS, NOW) == (
-        f"the last load test of db1's database background_agents in {path} is 10.0 days old "
+        "the last load test of db1's database background_agents is 10.0 days old "
         "(measured_at 2026-11-16 12:00 UTC); the limit is 7 days "
-        "(readiness_load_evidence_max_age_days)")
+        f"(readiness_load_evidence_max_age_days; {path})")
 
 
 def test_stale_limit_is_a_setting(tmp_path: Path) -> None:
@@ -98,8 +99,9 @@ def test_another_database(tmp_path: Path) -> None:
     path = evidence(tmp_path, run(where="10.231.0.99:6432/background_agents"),
                     run(where="10.231.0.11:6432/agents_bench"))
     assert load_evidence_problem(path, PRIMARY, RS, NOW) == (
-        f"{path} has no load test of db1's database background_agents (10.231.0.11, db1); its "
-        "runs were against 10.231.0.11:6432/agents_bench, 10.231.0.99:6432/background_agents")
+        "no load test of db1's database background_agents (10.231.0.11, db1); the evidence's "
+        "runs were against 10.231.0.11:6432/agents_bench, 10.231.0.99:6432/background_agents "
+        f"({path})")
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -112,9 +114,9 @@ def test_another_database(tmp_path: Path) -> None:
 def test_below_a_kpi(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     path = evidence(tmp_path, run(**changes))
     problem = load_evidence_problem(path, PRIMARY, RS, NOW)
-    assert problem == (f"no recent load test of db1's database background_agents met the KPIs; "
-                       f"best run (10.231.0.11:6432/background_agents, 200 agents, "
-                       f"{run()['measured_at']}, {path}): {message}")
+    assert problem == (f"no recent load test of db1's database background_agents met the KPIs: "
+                       f"{message} (best run: 10.231.0.11:6432/background_agents, 200 agents, "
+                       f"{run()['measured_at']}; {path})")
 
 
 def test_every_shortfall_is_named() -> None:
@@ -176,3 +178,23 @@ def test_a_restore_that_read_nothing_back_is_no_test() -> None:
     assert "names no backup label or read no rows back" in str(problem)
     problem = restore_record_problem(record(backup_label=""), WHERE, RS, NOW)
     assert "names no backup label" in str(problem)
+
+
+def test_what_the_benchmark_writes_is_what_the_check_reads(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """bench/load_agents.py's own writer: a run with provenance the check accepts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "load_agents", Path(__file__).resolve().parents[3] / "bench" / "load_agents.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "load_agents", bench)  # its dataclasses look it up
+    spec.loader.exec_module(bench)
+    path = tmp_path / "load_evidence.json"
+    bench.write_evidence(path, [run(measured_at=bench.now_iso())], [], [], {}, {}, fresh=True)
+    written = json.loads(path.read_text())["results"][0]
+    assert written["git_commit"] and written["tool"] == "bench/load_agents.py"
+    assert written["tool_version"] and written["tool_sha256"]
+    assert load_evidence_problem(path, PRIMARY, RS, datetime.now(UTC)) is None
