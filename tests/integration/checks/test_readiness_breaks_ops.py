@@ -159,7 +159,7 @@ def test_load_check_passes_on_good_evidence_and_fails_on_each_fault(deployed: De
         ({"tps": 300.0}, "ops", "300.0 operations/s (needs >= 1,000"),
         ({"errors": 3000}, "errors", "error rate 11.1 %"),
         ({"where": "10.231.0.250:6432/background_agents"}, "elsewhere",
-         "its runs were against 10.231.0.250:6432/background_agents"),
+         "runs were against 10.231.0.250:6432/background_agents"),
     ]
     for changes, name, message in faults:
         if name == "missing":
