@@ -29,12 +29,15 @@ time went. With --pgbench, pgbench runs bench/agent_mix.pgbench (the same mix, s
 and timestamps, no client think time) against each target as a second, independent measurement,
 after a calibration run of `SELECT 1` that shows what the machine gives any workload right now.
 
-The evidence file (default reports/load_evidence.json) gets the figures, the date, this host and
-its load average, the server's version and a hash of its non-default settings, and the bench
-configuration with its hash; the readiness checks read its `summary` (best PgBouncer result,
-`seed_kpis_met`, `goal_met`, errors at 1,000 agents; also per label). Results are merged by
-(label, target, agents), so runs against differently configured servers (`--label stock`,
-`--label tuned`) sit side by side.
+The evidence file (default reports/load_evidence.json) gets, per run, the figures (operations/s,
+p50/p95/p99 ms, errors), the date, the target (host:port/database), fleet size and duration, the
+git commit and tool version that measured them; and this host and its load average, the
+server's version and a hash of its non-default settings, the bench configuration with its hash,
+and a `summary` (best PgBouncer result, `seed_kpis_met`, `goal_met`, errors at 1,000 agents;
+also per label). The readiness check `test_load_tested` (checks/evidence.py) reads the runs
+themselves: one against the inventory's primary, recent, meeting the KPIs (readiness_*
+settings). Results are merged by (label, target, agents), so runs against differently
+configured servers (`--label stock`, `--label tuned`) sit side by side.
 
 Only loopback and the sandbox network (10.231.0.0/24) are accepted as targets. Every loop is
 bounded in time (--duration; connection and shutdown phases have timeouts) and in count.
@@ -541,6 +544,31 @@ def run_calibration(target: Target, args: argparse.Namespace) -> dict[str, Any]:
 
 # --- evidence ---
 
+def provenance() -> dict[str, Any]:
+    """What measured: the bundle's commit (+dirty) and version, this script's hash, the
+    client library's versions."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    try:
+        from importlib.metadata import version
+        bundle = version("background-agents-db")
+    except Exception:  # not installed (a bare checkout)
+        bundle = None
+    return {"git_commit": commit, "tool": "bench/load_agents.py",
+            "tool_version": bundle,
+            "tool_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
+            "psycopg": psycopg.__version__, "python": sys.version.split()[0]}
+
+
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -609,6 +637,8 @@ def write_evidence(path: Path, new: list[dict[str, Any]], pgbench: list[dict[str
         kept = [r for r in old_rows if tuple(r.get(k) for k in key) not in fresh_keys]
         return kept + rows
 
+    made_by = provenance()
+    new = [r | made_by for r in new]  # per run: merged files hold runs of several commits
     results = merge(old.get("results", []), new, ("label", "target", "agents"))
     bench = merge(old.get("pgbench", []), pgbench, ("label", "target", "clients"))
     calib = merge(old.get("calibration", []), calibration, ("label", "target"))
@@ -618,6 +648,7 @@ def write_evidence(path: Path, new: list[dict[str, Any]], pgbench: list[dict[str
         "schema": 1,
         "generated_at": now_iso(),
         "client_host": socket.gethostname(),
+        "provenance": made_by,
         "kpis": {"seed": SEED_KPIS, "goal": GOALS},
         "config": config,
         "config_hash": "sha256:" + hashlib.sha256(

@@ -26,6 +26,8 @@ from the secrets directory. Exit status: 0 restored, 1 failed, 2 bad arguments o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import shlex
 import subprocess
 import sys
@@ -38,15 +40,18 @@ from deploy import backup
 from deploy.hostdata import InventoryHost, load_inventory
 from deploy.secrets import SecretError
 from deploy.settings import (
+    AppSettings,
     BackupSettings,
     Data,
     PostgresSettings,
     SettingsError,
+    app_settings,
     backup_settings,
     postgres_settings,
 )
 
 RESTORE_REPO_ROOT = "/var/lib/pgbackrest-restore"  # copies of other hosts' repositories
+RECORD = "restore-drill.json"  # in the source's backup_status_dir; checks/test_evidence.py reads it
 
 
 class RestoreError(RuntimeError):
@@ -62,6 +67,7 @@ class Plan:
     target_time: str | None
     delta: bool
     repo_holder: InventoryHost  # the host whose disk holds the repository: source or backup host
+    app: AppSettings
 
     @property
     def in_place(self) -> bool:
@@ -136,7 +142,8 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
     # With a backup host, that is where the repository is copied from (bk.repo_path there).
     holder = next((h for h in hosts if "backup" in h.groups), src) if bk.repo_host else src
     return Plan(src, dst, postgres_settings(data), bk,
-                parse_time(target_time) if target_time else None, delta, holder)
+                parse_time(target_time) if target_time else None, delta, holder,
+                app_settings(data))
 
 
 # --- remote execution ------------------------------------------------------------------------
@@ -267,14 +274,103 @@ def _match_source_limits(pg: PostgresSettings) -> str:
             f"| awk -F': *' {shlex.quote(awk)} > {pg.conf_dir}/conf.d/bgdb-restore.conf")
 
 
+# --- the record: what proves a restore was tested (checks/test_evidence.py) -----------------
+
+# Every table of the application database (partitions through their parent), counted: the
+# restored database answers, and what it holds is recorded.
+COUNT_SQL = """
+SELECT coalesce(json_object_agg(t, n), '{}') FROM (
+  SELECT format('%I.%I', s.nspname, c.relname) AS t,
+         (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I',
+                                                     s.nspname, c.relname), false, true, '')
+         ))[1]::text::bigint AS n
+  FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+    AND s.nspname NOT IN ('pg_catalog', 'information_schema') AND s.nspname NOT LIKE 'pg_toast%'
+) x"""
+
+
+def capture(h: InventoryHost, command: str) -> str:
+    proc = subprocess.run(root(h, command), text=True, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise RestoreError(f"{h.name}: {command.split()[0]} failed: {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def verify(plan: Plan) -> tuple[str, dict[str, int]]:
+    """The backup set pgBackRest restored (from its log on the target) and the row count of
+    every table of the application database on the restored cluster."""
+    log = f"/var/log/pgbackrest/{plan.bk.stanza}-restore.log"
+    label = capture(plan.target, f"grep -o 'restore backup set [^ ,]*' {log} | tail -n1 || true")
+    sql = shlex.quote(COUNT_SQL)
+    counts = capture(plan.target, f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 "
+                                  f"-p {plan.pg.port} -d {plan.app.database} -c {sql}")
+    try:
+        tables = {str(k): int(v) for k, v in json.loads(counts).items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise RestoreError(f"{plan.target.name}: unexpected row counts {counts[:200]!r}") from exc
+    if not tables:
+        raise RestoreError(f"{plan.target.name}: the restored database {plan.app.database} has "
+                           "no tables")
+    return label.strip().rpartition(" ")[2], tables
+
+
+def make_record(previous: object, plan: Plan, *, ok: bool, started: datetime,
+                finished: datetime, message: str, label: str | None = None,
+                tables: dict[str, int] | None = None) -> dict[str, object]:
+    """This attempt; `last_success` is this one if it succeeded, else the previous record's."""
+    record: dict[str, object] = {
+        "job": "restore", "ok": ok, "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "duration_seconds": round((finished - started).total_seconds(), 1),
+        "message": message[:2000], "source": plan.source.name, "target": plan.target.name,
+        "in_place": plan.in_place, "target_time": plan.target_time, "delta": plan.delta,
+        "backup_label": label, "database": plan.app.database,
+        "rows_verified": sum(tables.values()) if tables else 0, "tables": tables or {},
+    }
+    if ok:
+        record["last_success"] = {k: record[k] for k in (
+            "finished_at", "source", "target", "in_place", "target_time", "backup_label",
+            "database", "rows_verified")}
+    else:
+        last = previous.get("last_success") if isinstance(previous, dict) else None
+        record["last_success"] = last if isinstance(last, dict) else None
+    return record
+
+
+def write_record(plan: Plan, *, ok: bool, started: datetime, message: str,
+                 label: str | None = None, tables: dict[str, int] | None = None) -> None:
+    """On the source host, beside the backup jobs' status: the repository's restores."""
+    path = f"{plan.bk.status_dir}/{RECORD}"
+    previous: object = None
+    with contextlib.suppress(RestoreError, ValueError):
+        previous = json.loads(capture(plan.source, f"cat {path} 2>/dev/null || echo null"))
+    record = make_record(previous, plan, ok=ok, started=started, finished=datetime.now(UTC),
+                         message=message, label=label, tables=tables)
+    remote(plan.source, f"record the restore in {path}",
+           f"install -d -m 0755 {plan.bk.status_dir} && install -m 0644 /dev/stdin {path}",
+           input_text=json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
 def run(plan: Plan, cipher: str | None) -> None:
     started = time.monotonic()
+    started_at = datetime.now(UTC)
     say(plan.describe())
-    if not plan.target_time:
-        push_latest_wal(plan)
-    if not plan.in_place:
-        prepare_other_host(plan, cipher)
-    restore(plan)
+    try:
+        if not plan.target_time:
+            push_latest_wal(plan)
+        if not plan.in_place:
+            prepare_other_host(plan, cipher)
+        restore(plan)
+        label, tables = verify(plan)
+    except RestoreError as exc:
+        with contextlib.suppress(RestoreError):
+            write_record(plan, ok=False, started=started_at, message=str(exc))
+        raise
+    say(f"[{plan.target.name}] backup set {label or '(not in the log)'} restored; "
+        f"{sum(tables.values())} rows in {len(tables)} tables of {plan.app.database}")
+    write_record(plan, ok=True, started=started_at, message="restored", label=label,
+                 tables=tables)
     say(f"restored in {time.monotonic() - started:.0f}s: {plan.target.name} is out of recovery"
         + ("; take a full backup now: systemctl start bgdb-backup-full.service"
            if plan.in_place else ""))

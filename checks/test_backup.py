@@ -73,23 +73,30 @@ def _pgbackrest_info(primary: Target, bk: BackupSettings) -> dict[str, Any]:
     return dict(info[0])
 
 
+def backups_problem(info: dict[str, Any], bk: BackupSettings, now: float) -> str | None:
+    """What is wrong with the stanza's backups (pgbackrest info), or None."""
+    status = info.get("status", {})
+    if status.get("code") != 0:
+        return f"stanza {bk.stanza}: {status.get('message')} (pgbackrest info status " \
+               f"{status.get('code')})"
+    backups = [b for b in info.get("backup") or [] if not b.get("error")]
+    if not backups:
+        return f"no valid backup in {bk.repo_path}"
+    newest = max(b["timestamp"]["stop"] for b in backups)
+    full = [b["timestamp"]["stop"] for b in backups if b.get("type") == "full"]
+    if not full or now - max(full) > FULL_MAX_AGE:
+        return f"last full backup is {_age(now - max(full)) if full else 'missing'} old " \
+               "(weekly timer bgdb-backup-full)"
+    if now - newest > ANY_MAX_AGE:
+        return f"last backup is {_age(now - newest)} old (daily timer bgdb-backup-diff)"
+    return None
+
+
 def test_backups_fresh(primary: Target) -> None:
     """Last pgBackRest full backup under 8 days old, last backup of any kind under 26 hours"""
     bk = _bk(primary)
-    info = _pgbackrest_info(primary, bk)
-    status = info.get("status", {})
-    assert status.get("code") == 0, \
-        f"stanza {bk.stanza}: {status.get('message')} (pgbackrest info status {status.get('code')})"
-    backups = [b for b in info.get("backup") or [] if not b.get("error")]
-    assert backups, f"no valid backup in {bk.repo_path}"
-    now = time.time()
-    newest = max(b["timestamp"]["stop"] for b in backups)
-    full = [b["timestamp"]["stop"] for b in backups if b.get("type") == "full"]
-    assert full and now - max(full) <= FULL_MAX_AGE, \
-        f"last full backup is {_age(now - max(full)) if full else 'missing'} old (weekly timer " \
-        f"bgdb-backup-full)"
-    assert now - newest <= ANY_MAX_AGE, \
-        f"last backup is {_age(now - newest)} old (daily timer bgdb-backup-diff)"
+    problem = backups_problem(_pgbackrest_info(primary, bk), bk, time.time())
+    assert problem is None, problem
 
 
 def test_logical_dump_fresh(primary: Target) -> None:

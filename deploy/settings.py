@@ -693,3 +693,34 @@ def check_replication_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> No
             raise SettingsError("postgres_replicas", name, f"its slot name {slot} is the same "
                                 f"as {slots[slot]}'s: rename one of the hosts")
         slots[slot] = name
+
+
+# --- readiness evidence: the load test and the restore drill (checks/evidence.py) ------------
+
+@dataclass(frozen=True)
+class ReadinessSettings:
+    load_evidence: str  # bench/load_agents.py's evidence file on the checks' machine
+    load_evidence_max_age_days: int
+    load_min_ops_per_second: int  # seed KPIs: >= 1,000 operations/s,
+    load_max_p95_ms: int  # p95 under 100 ms,
+    load_max_error_percent: int  # error rate under 5 % (alert BgdbOperationErrorRateHigh)
+    restore_drill_max_age_days: int  # a successful bgdb.restore of the primary's backups
+
+
+def readiness_settings(data: Data) -> ReadinessSettings:
+    evidence, src = data.raw("readiness_load_evidence", "reports/load_evidence.json")
+    if not isinstance(evidence, str) or not evidence.strip() or "\n" in evidence:
+        raise SettingsError("readiness_load_evidence", evidence,
+                            "expected a file path (relative to the repository, or absolute)",
+                            src)
+    return ReadinessSettings(
+        load_evidence=evidence,
+        load_evidence_max_age_days=data.integer("readiness_load_evidence_max_age_days", 7, 1,
+                                                365),
+        load_min_ops_per_second=data.integer("readiness_load_min_ops_per_second", 1000, 1,
+                                             10_000_000),
+        load_max_p95_ms=data.integer("readiness_load_max_p95_ms", 100, 1, 600_000),
+        load_max_error_percent=data.integer("readiness_load_max_error_percent", 5, 0, 100),
+        restore_drill_max_age_days=data.integer("readiness_restore_drill_max_age_days", 30, 1,
+                                                3650),
+    )

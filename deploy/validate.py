@@ -15,6 +15,7 @@ from deploy.settings import (
     maintenance_settings,
     pgbouncer_settings,
     postgres_settings,
+    readiness_settings,
     replica_settings,
     server_config,
 )
@@ -38,6 +39,7 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
             maintenance_settings(data)
             pgbouncer_settings(data, app, pg)  # includes the pool sizing guard
             exporter_settings(data, pg)
+            readiness_settings(data)
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.

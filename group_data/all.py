@@ -93,3 +93,11 @@ exporter_tls = False  # https with the host's certificate (clients trust .secret
 # Basic auth on /metrics, e.g. "prometheus"; password: .secrets/passwords/bgdb-exporter-scrape
 exporter_basic_auth_user = None
 exporter_log_level = "INFO"  # DEBUG | INFO | WARNING | ERROR
+
+# --- readiness evidence (`bgdb check`): a recent load test and a recent restore drill ---
+readiness_load_evidence = "reports/load_evidence.json"  # bench/load_agents.py --evidence
+readiness_load_evidence_max_age_days = 7  # an older load test does not count
+readiness_load_min_ops_per_second = 1000  # seed KPIs, met by one run against the primary:
+readiness_load_max_p95_ms = 100  # p95 latency under this,
+readiness_load_max_error_percent = 5  # errors under this share of operations
+readiness_restore_drill_max_age_days = 30  # last successful `bgdb.restore` of the primary

@@ -111,7 +111,9 @@ BREAKAGES = [
 
 
 def test_every_check_passes_on_a_fresh_deploy(deployed: Deployed, tmp_path: Path) -> None:
-    out = run_checks(deployed, tmp_path)
+    # A fresh deploy has no load test and no restore drill yet: those evidence checks fail
+    # until there are (test_readiness_breaks_ops.py runs them both ways).
+    out = run_checks(deployed, tmp_path, "not test_load_tested and not test_restore_tested")
     assert out.returncode == 0, out.stdout[-4000:]
     report = (tmp_path / "readiness.md").read_text()
     assert "# Production readiness: PASS" in report

@@ -1,0 +1,38 @@
+"""Readiness items proven by evidence rather than by host state: a recent load test of the
+primary that met the seed's KPIs, and a recent successful restore of its backups. Limits and
+KPI thresholds are the readiness_* settings (group_data/all.py); the logic is checks/evidence.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bgdb.remote import Target
+from checks.evidence import RESTORE_RECORD, Primary, load_evidence_problem, restore_record_problem
+from deploy.settings import Data, ReadinessSettings, backup_settings, readiness_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _rs(primary: Target) -> ReadinessSettings:
+    return readiness_settings(Data(primary.inv.data))
+
+
+def test_load_tested(primary: Target) -> None:
+    """Load testing done: a recent load test of the primary met the KPIs (ops/s, p95, error %)"""
+    rs = _rs(primary)
+    path = Path(rs.load_evidence)
+    path = path if path.is_absolute() else REPO / path
+    who = Primary(primary.name, {primary.inv.address, primary.name}, primary.app.database)
+    problem = load_evidence_problem(path, who, rs, datetime.now(UTC))
+    assert problem is None, problem
+
+
+def test_restore_tested(primary: Target) -> None:
+    """A restore has been tested: a recent successful restore of the primary's backups"""
+    where = f"{primary.name}:{backup_settings(Data(primary.inv.data)).status_dir}/{RESTORE_RECORD}"
+    f = primary.host.file(where.partition(":")[2])
+    text = f.content_string if f.exists else None
+    problem = restore_record_problem(text, where, _rs(primary), datetime.now(UTC))
+    assert problem is None, problem
