@@ -102,6 +102,13 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return maintenance.run(inv, args.period)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from bgdb import loadtest
+
+    inv = targets.select([], default_primary=True)[0]
+    return loadtest.run(inv, args.agents, args.duration, args.evidence)
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from bgdb import promote
 
@@ -153,6 +160,12 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(func=cmd_promote)
     # `restore` hands all its arguments to bgdb.restore's own parser (see main()).
     sub.add_parser("restore", help="restore the latest backup or a point in time (see --help)")
+    p = sub.add_parser("loadtest", help="the load benchmark against the primary through "
+                       "PgBouncer; records the evidence the readiness check reads")
+    p.add_argument("--agents", default="50", help="fleet sizes, comma-separated (default 50)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per fleet size")
+    p.add_argument("--evidence", type=Path, help="default: reports/load_evidence.json")
+    p.set_defaults(func=cmd_loadtest)
     p = sub.add_parser("maintenance", help="scheduled maintenance jobs, on demand")
     msub = p.add_subparsers(dest="action", required=True)
     r = msub.add_parser("run", help="run a maintenance job now on the primary and wait for it")
