@@ -51,6 +51,12 @@ def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: 
     )
     changed = write_server_files(pg, app, replica_addresses)
     run_server(pg, changed, replica_addresses)
+    # A promoted replica's pg_control names the old timeline until its first checkpoint on the
+    # new one, which PostgreSQL spreads over checkpoint_timeout; until then pgBackRest refuses
+    # to back it up ("WAL timeline 2 does not match pg_control timeline 1").
+    server.shell(name="Checkpoint a freshly promoted server (pg_control on the old timeline)",
+                 commands=[pgsql.psql("CHECKPOINT", port=pg.port)],
+                 _if=lambda: timeline_behind(pgsql.rows(TIMELINE_QUERY, port=pg.port)))
 
 
 # The pieces below are shared with the replicas (deploy/replica.py), which create the cluster
@@ -65,6 +71,20 @@ def install_packages(pg: PostgresSettings) -> None:
     )
     apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
+
+
+TIMELINE_QUERY = (
+    "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint()), "
+    "CASE WHEN pg_is_in_recovery() THEN NULL "
+    "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END")
+
+
+def timeline_behind(found: list[list[str]] | None) -> bool:
+    """From TIMELINE_QUERY: a primary writing a later timeline than its last checkpoint's."""
+    if not found or len(found[0]) != 3:
+        return False  # server down: run_server's failure says so
+    in_recovery, checkpoint_tli, current_tli = found[0]
+    return in_recovery == "f" and current_tli != "" and int(current_tli) > int(checkpoint_tli)
 
 
 def createcluster_command(pg: PostgresSettings, *, start: bool) -> str:

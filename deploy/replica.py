@@ -32,6 +32,7 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.files import File
 from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.operations import files, server
 
@@ -175,8 +176,18 @@ def clone_from_primary(pg: PostgresSettings, conninfo: str, slot: str, reclone: 
     basebackup = shlex.join(["pg_basebackup", f"--pgdata={pg.data_dir}", "--wal-method=stream",
                              f"--slot={slot}", "--checkpoint=fast", "--no-password",
                              f"--dbname={conninfo}"])
+    # Before anything is deleted: the primary answers and holds this replica's slot (when the
+    # primary's part of the deploy failed, there is none, and pg_basebackup would fail only
+    # after the data directory was emptied).
+    probe = shlex.join(["psql", "-XAtw", f"{conninfo} dbname=replication replication=true", "-c",
+                        f"READ_REPLICATION_SLOT {slot}"])
+    missing = (f"{primary_name} has no replication slot {slot} (did its part of the deploy "
+               f"fail?); {pg.data_dir} left as it is")
     # unmask: bgdb.promote masks a fenced former primary's unit.
-    yield (f"set -e; systemctl unmask {pg.unit}; systemctl stop {pg.unit}; "
+    yield (f"set -e; slot_type=$(runuser -u postgres -- {probe}); "
+           f'[ "${{slot_type%%|*}}" = physical ] || '
+           f"{{ echo {shlex.quote(missing)} >&2; exit 1; }}; "
+           f"systemctl unmask {pg.unit}; systemctl stop {pg.unit}; "
            f"touch {marker}; find {pg.data_dir} -mindepth 1 -delete; "
            f"runuser -u postgres -- {basebackup}; "
            f"runuser -u postgres -- touch {pg.data_dir}/standby.signal; rm -f {marker}")
@@ -296,8 +307,9 @@ def prepare_replica(pg: PostgresSettings, app: AppSettings, rs: ReplicaSettings,
         name=f"Create the configuration of cluster {pg.version}/{pg.cluster} (data: a copy of "
              "the primary)",
         commands=[f"{postgres.createcluster_command(pg, start=False)} && touch {marker}"],
-        _if=lambda: not host.get_fact(postgres.ClusterExists, version=pg.version,
-                                      cluster=pg.cluster),
+        # The configuration, not PG_VERSION: a copy that failed leaves the configuration and an
+        # empty data directory, which the copy below fills (pg_createcluster would refuse).
+        _if=lambda: not host.get_fact(File, path=f"{pg.conf_dir}/postgresql.conf"),
     )
     primary_pg = postgres_settings(Data(primary_host.data.dict()))
     primary_conf = server_config(primary_pg, (primary_host.get_fact(Memory) or 1024) * 1024,

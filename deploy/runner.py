@@ -15,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 _ROW = re.compile(r"^\s{4}(?P<op>\S.*?)\s{2,}(?P<hosts>\d+)\s+(?P<ok>\d+|-)\s+(?P<err>\d+|-)"
                   r"\s+(?P<nochange>\d+|-)\s*$")
+_ERROR = re.compile(r"^\s+\[[^]]+\]\s+Error")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class DeployResult:
     def describe(self) -> str:
         return (f"rc={self.returncode} in {self.seconds:.1f}s, {len(self.changed)} changed, "
                 f"{len(self.errors)} failed of {self.total_ops}")
+
+    def report(self, tail: int = 3000) -> str:
+        """For a test's failure message: the operations that failed, with their error lines,
+        then the end of the output. (The results table alone misleads: pyinfra counts every
+        operation a host did not reach after its failure as an error too.)"""
+        return f"{failed_steps(self.output)}\n...\n{self.output[-tail:]}"
 
 
 def parse_results(output: str) -> tuple[list[str], list[str], int]:
@@ -47,6 +54,20 @@ def parse_results(output: str) -> tuple[list[str], list[str], int]:
         if m["err"] != "-":
             errors.append(m["op"])
     return changed, errors, total
+
+
+def failed_steps(output: str) -> str:
+    """The `--> Starting operation` headers of pyinfra's output with the hosts' error lines."""
+    found, header = [], ""
+    for line in output.splitlines():
+        if line.startswith("--> Starting operation"):
+            header = line
+        elif _ERROR.match(line):
+            if header:
+                found.append(header)
+                header = ""
+            found.append(line)
+    return "\n".join(found) or "(no operation reported an error)"
 
 
 def run_deploy(env: dict[str, str] | None = None, extra_args: list[str] | None = None,

@@ -74,7 +74,7 @@ def _deployed(booted: sandbox_hosts.Lab | None) -> Deployed:
     first = run_deploy(env)
     print(f"first deploy: {first.describe()}")
     if first.returncode != 0 or first.errors:
-        pytest.fail(f"first deploy failed ({first.describe()}):\n{first.output[-8000:]}")
+        pytest.fail(f"first deploy failed ({first.describe()}):\n{first.report()}")
     with psycopg.connect(admin_dsn(booted.hosts[0].address), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                             (PROBE_DB,)).fetchone():
@@ -264,7 +264,7 @@ def _set_groups(lab: Deployed, short: str, groups: list[str]) -> None:
 def _deploy(lab: Deployed, **extra: object) -> DeployResult:
     result = lab.deploy(json.dumps(extra) if extra else None)
     print(f"deploy {extra or ''}: {result.describe()}")
-    assert result.returncode == 0 and not result.errors, result.output[-6000:]
+    assert result.returncode == 0 and not result.errors, result.report()
     return result
 
 
@@ -299,7 +299,7 @@ def test_second_deploy_changes_nothing_and_copies_nothing(lab: Deployed) -> None
     before = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
     again = lab.deploy()
     print(f"second deploy: {again.describe()}")
-    assert again.returncode == 0, again.output[-4000:]
+    assert again.returncode == 0, again.report()
     assert again.total_ops > 40, "the results table was not read"
     assert again.changed == [], f"second deploy changed: {again.changed}"
     after = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
@@ -340,20 +340,61 @@ def test_promote_rep1_after_the_primary_stops(lab: Deployed) -> None:
         "the old primary was not fenced"
 
 
-@pytest.mark.xfail(reason="known failure in the full CI run of 2026-11-26 (passed alone): the "
-                   "re-deploy after promotion errors at 'Set the password of bgdb_replicator' on "
-                   "the promoted primary; open in issue 11", strict=False)
+BACKUP_TIMERS = ("bgdb-backup-full.timer", "bgdb-backup-diff.timer", "bgdb-backup-verify.timer",
+                 "bgdb-dump.timer")
+
+
+@pytest.mark.xfail(reason="open (issue 11): the re-deploy right after a promotion fails at 'Take "
+                   "the first full backup' on the promoted primary (pgBackRest: WAL timeline 2 "
+                   "does not match pg_control timeline 1, seen in the journal on 2026-11-26; the "
+                   "checkpoint step added in deploy/postgres.py did not yet make it pass)",
+                   strict=False)
 def test_after_promotion_the_deploy_rebuilds_the_old_primary_as_a_replica(lab: Deployed) -> None:
     """The documented follow-up: rep1 into postgres_primary, db1 into postgres_replicas with
-    postgres_replica_reclone, deploy."""
+    postgres_replica_reclone, deploy. rep1 gets the primary's backups (its stanza, archiving,
+    a first full backup, the timers); db1 no longer runs them. A further deploy changes
+    nothing."""
     db1, rep1, rep2 = (host(lab, s).address for s in ("db1", "rep1", "rep2"))
     _set_groups(lab, "rep1", ["postgres_primary", "monitoring"])
     _set_groups(lab, "db1", ["postgres_replicas"])
     rep2_started = start_time(rep2)
+    # Until the spread checkpoint after the promotion ends, pg_control names timeline 1 and
+    # pgBackRest refuses to back up (the deploy checkpoints first); the test may land either side.
+    print("rep1 before the deploy (pg_control, WAL timeline): " + str(value(
+        rep1, "SELECT (SELECT timeline_id FROM pg_control_checkpoint()) || ', ' || "
+        "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", "postgres")))
     _deploy(lab, postgres_replica_reclone=True)
     last = write_rows(rep1, "after the rebuild", 10)
     for address in (db1, rep2):
         wait_for(f"{address} follows rep1", visible(address, last), 5)
         assert value(address, "SELECT sender_host FROM pg_stat_wal_receiver", "postgres") == rep1
     assert start_time(rep2) == rep2_started, "rep2 was restarted or copied again"
-    assert ssh(lab, "db1", "systemctl is-enabled bgdb-backup-full.timer || true") == "disabled"
+
+    # Backups follow the primary: WAL of the new timeline reaches rep1's repository.
+    ssh(lab, "rep1", "cd / && runuser -u postgres -- pgbackrest --stanza=bgdb check")
+    info = json.loads(ssh(lab, "rep1", "cd / && runuser -u postgres -- pgbackrest "
+                                       "--stanza=bgdb --output=json info"))[0]
+    assert info["status"]["code"] == 0, info["status"]
+    assert any(b["type"] == "full" for b in info["backup"]), info["backup"]
+    archived = value(rep1, "SELECT archived_count FROM pg_stat_archiver", "postgres")
+    write_rows(rep1, "to archive", 10)
+    with connect(rep1, "postgres") as conn:
+        conn.execute("SELECT pg_switch_wal()")
+    wait_for("rep1 archives a segment", lambda: int(str(value(
+        rep1, "SELECT archived_count FROM pg_stat_archiver", "postgres"))) > int(str(archived)),
+        30)
+    assert value(rep1, "SELECT substr(last_archived_wal, 1, 8) || ' ' || coalesce("
+                 "(last_failed_time > last_archived_time)::text, 'false') FROM pg_stat_archiver",
+                 "postgres") == "00000002 false"
+    both = " ".join(BACKUP_TIMERS)
+    assert ssh(lab, "rep1", f"systemctl is-enabled {both}").split() == ["enabled"] * 4
+    assert ssh(lab, "rep1", f"systemctl is-active {both}").split() == ["active"] * 4
+    assert ssh(lab, "db1", f"systemctl is-enabled {both} || true").split() == ["disabled"] * 4
+    assert ssh(lab, "db1", f"systemctl is-active {both} || true").split() == ["inactive"] * 4
+
+    before = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
+    again = lab.deploy()
+    print(f"deploy after the rebuild: {again.describe()}")
+    assert again.returncode == 0, again.report()
+    assert again.changed == [], f"a deploy after the rebuild changed: {again.changed}"
+    assert {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")} == before

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from deploy.runner import parse_results
+from deploy.runner import failed_steps, parse_results
 
 # The tail of a real pyinfra 3.10 run (second deploy, then one with a change and an error).
 TABLE = """
@@ -24,3 +24,21 @@ def test_parse_results_reads_changed_and_failed_operations() -> None:
 
 def test_no_results_table_means_nothing_ran() -> None:
     assert parse_results("--> An internal exception occurred") == ([], [], 0)
+
+
+def test_failed_steps_names_the_operation_that_failed_not_the_ones_skipped_after() -> None:
+    header = ("--> Starting operation: Configure WAL archiving and backups | Take the first full "
+              "backup")
+    output = header + """
+    [repl-rep2] Skipped
+    [repl-rep1] Error: ERROR: [058]: WAL timeline 2 does not match pg_control timeline 1
+    [repl-rep1] Error: executed 0/1 commands
+
+--> Starting operation: Configure replication on the primary | Set the password of x
+    [repl-rep2] Skipped
+""" + TABLE
+    assert failed_steps(output).splitlines() == [
+        header,
+        "    [repl-rep1] Error: ERROR: [058]: WAL timeline 2 does not match pg_control timeline 1",
+        "    [repl-rep1] Error: executed 0/1 commands"]
+    assert failed_steps(TABLE) == "(no operation reported an error)"
