@@ -16,6 +16,7 @@ from deploy.settings import (
     postgres_settings,
     replica_settings,
     server_config,
+    upgrade_settings,
 )
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}
@@ -38,3 +39,5 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.
                 server_config(pg, pg.memory_mb * 1024, 1)
+        if (DB_GROUPS | {"backup"}) & set(host.groups):
+            upgrade_settings(data)
