@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from deploy.hostdata import InventoryHost
 from deploy.settings import (
     Data,
+    SettingsError,
     app_settings,
     backup_settings,
     check_replication_topology,
@@ -25,6 +26,7 @@ DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     hosts = list(hosts)
     check_replication_topology([(h.name, h.groups) for h in hosts])
+    audited: dict[bool, str] = {}
     for host in hosts:
         data = Data(host.data)
         app = app_settings(data)
@@ -35,6 +37,13 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
             maintenance_settings(data)
             pgbouncer_settings(data, app, pg)  # includes the pool sizing guard
             exporter_settings(data, pg)
+            audited.setdefault(pg.pgaudit, host.name)
+            if len(audited) > 1:
+                # The extension replicates: a promoted replica without the library would fail
+                # every DDL in the application database.
+                raise SettingsError("postgres_pgaudit", pg.pgaudit, "must be the same on the "
+                                    f"primary and its replicas ({audited[not pg.pgaudit]} has "
+                                    f"{not pg.pgaudit})")
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.

@@ -84,3 +84,16 @@ def test_included_classes() -> None:
     assert pgaudit_included(["all", "-read", "-write"]) == \
         {"function", "role", "ddl", "misc", "misc_set"}
     assert pgaudit_included(["none"]) == {"none"}
+
+
+def test_primary_and_replicas_must_agree() -> None:
+    from deploy.hostdata import InventoryHost
+    from deploy.validate import validate_hosts
+
+    hosts = [InventoryHost("db1", "10.0.0.1", ("postgres_primary",), dict(BASE)),
+             InventoryHost("rep1", "10.0.0.2", ("postgres_replicas",),
+                           {**BASE, "postgres_pgaudit": False})]
+    with pytest.raises(SettingsError, match="same on the primary and its replicas") as err:
+        validate_hosts(hosts)
+    assert err.value.key == "postgres_pgaudit"
+    validate_hosts([hosts[0], InventoryHost("rep1", "10.0.0.2", ("postgres_replicas",), BASE)])
