@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from pyinfra import host, inventory
 
-from deploy import backup, exporter, maintenance, pgbouncer, postgres, replica, roles, schema
+from deploy import (
+    backup,
+    exporter,
+    maintenance,
+    pgbouncer,
+    postgres,
+    replica,
+    roles,
+    schema,
+    upgrades,
+)
 from deploy.settings import (
     Data,
     app_settings,
@@ -15,6 +25,7 @@ from deploy.settings import (
     pgbouncer_settings,
     postgres_settings,
     replica_settings,
+    upgrade_settings,
 )
 
 data = Data(host.data.dict())
@@ -56,3 +67,8 @@ if "postgres_replicas" in host.groups:
     # entry, served read-only by the standby.
     pgbouncer.install_pgbouncer(rpg, app, pgbouncer_settings(data, app, rpg))
     exporter.install_exporter(exporter_settings(data, rpg), rpg, app, None)
+
+# Security updates on every database and backup host, after everything else: an install here
+# never delays the database deploy.
+if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
+    upgrades.configure_upgrades(upgrade_settings(data))

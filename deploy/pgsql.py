@@ -91,6 +91,14 @@ def extension(ext: str, database_name: str, port: int = 5432):
 
 
 @operation()
+def drop_extension(ext: str, database_name: str, port: int = 5432):
+    found = rows(f"SELECT 1 FROM pg_extension WHERE extname = {literal(ext)}",
+                 database=database_name, port=port)
+    if found:
+        yield psql(f"DROP EXTENSION {ident(ext)}", database=database_name, port=port)
+
+
+@operation()
 def apply_config(unit: str, port: int = 5432):
     """Reload, then restart only if a postmaster-context setting is waiting for one.
 

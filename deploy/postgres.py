@@ -30,7 +30,8 @@ CA_PATH = "/etc/bgdb/ca.crt"
 
 
 def packages(pg: PostgresSettings) -> list[str]:
-    return [f"postgresql-{pg.version}", "python3-psycopg", "nftables", "sudo"]
+    audit = [f"postgresql-{pg.version}-pgaudit"] if pg.pgaudit else []
+    return [f"postgresql-{pg.version}", *audit, "python3-psycopg", "nftables", "sudo"]
 
 
 def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:
@@ -50,6 +51,11 @@ def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: 
         _if=lambda: not host.get_fact(ClusterExists, version=pg.version, cluster=pg.cluster),
     )
     changed = write_server_files(pg, app, replica_addresses)
+    if not pg.pgaudit:
+        # Its event triggers would load the library on every DDL and fail once it is no longer
+        # preloaded: drop it while the running server still has pgaudit loaded.
+        pgsql.drop_extension(name="Drop extension pgaudit (postgres_pgaudit = False)",
+                             ext="pgaudit", database_name=app.database, port=pg.port)
     run_server(pg, changed, replica_addresses)
     # A promoted replica's pg_control names the old timeline until its first checkpoint on the
     # new one, which PostgreSQL spreads over checkpoint_timeout; until then pgBackRest refuses

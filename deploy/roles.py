@@ -26,6 +26,11 @@ def configure_roles(pg: PostgresSettings, app: AppSettings) -> None:
                    port=port)
     pgsql.extension(name="Create extension pg_stat_statements", ext="pg_stat_statements",
                     database_name=app.database, port=port)
+    if pg.pgaudit:
+        # pgaudit logs by preload alone; the extension's event triggers add the object type
+        # and name to DDL lines (pgaudit README, "Settings"). Replicas get it by replication.
+        pgsql.extension(name="Create extension pgaudit", ext="pgaudit",
+                        database_name=app.database, port=port)
     for role, env in login_roles(app).items():
         limit = f"CONNECTION LIMIT {pg.app_connection_limit}" if role == app.user else \
             "CONNECTION LIMIT 20"

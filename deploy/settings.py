@@ -136,6 +136,13 @@ def app_settings(data: Data) -> AppSettings:
 
 # --- PostgreSQL server ---------------------------------------------------------------------------
 
+# pgaudit.log's classes (pgaudit README, "pgaudit.log"); a class may be subtracted with '-'.
+PGAUDIT_CLASSES = ("read", "write", "function", "role", "ddl", "misc", "misc_set", "all")
+PGAUDIT_DEFAULT_LOG = ("ddl", "role")
+# What the readiness check proves is logged: schema and privilege changes (CIS 3.2).
+PGAUDIT_REQUIRED = frozenset(PGAUDIT_DEFAULT_LOG)
+
+
 @dataclass(frozen=True)
 class SslFiles:
     cert: Path
@@ -163,6 +170,10 @@ class PostgresSettings:
     app_connection_limit: int
     superuser_reserved_connections: int
     extra_ports: tuple[int, ...] = field(default=())  # PgBouncer, exporter: opened by firewall
+    pgaudit: bool = True  # session audit logging (CIS 3.2); False drops it on the next deploy
+    pgaudit_log: tuple[str, ...] = PGAUDIT_DEFAULT_LOG
+    pgaudit_log_relation: bool = False  # one line per relation of SELECT/DML: volume
+    pgaudit_log_parameter: bool = False  # bind parameters: secrets and personal data in logs
 
     @property
     def data_dir(self) -> str:
@@ -176,12 +187,66 @@ class PostgresSettings:
     def unit(self) -> str:
         return f"postgresql@{self.version}-{self.cluster}"
 
+    @property
+    def preload_libraries(self) -> tuple[str, ...]:
+        """shared_preload_libraries the bundle needs (roles.py creates their extensions)."""
+        return ("pg_stat_statements", "pgaudit") if self.pgaudit else ("pg_stat_statements",)
+
+    @property
+    def audit_config(self) -> dict[str, str]:
+        """pgaudit's lines for the drop-in; none when auditing is off."""
+        if not self.pgaudit:
+            return {}
+        return {"pgaudit.log": ", ".join(self.pgaudit_log),
+                "pgaudit.log_relation": "on" if self.pgaudit_log_relation else "off",
+                "pgaudit.log_parameter": "on" if self.pgaudit_log_parameter else "off"}
+
+
+def pgaudit_included(classes: Sequence[str]) -> set[str]:
+    """The classes a pgaudit.log list logs: 'all' expands, '-class' subtracts."""
+    names = [c.strip().lower() for c in classes]
+    included = set(PGAUDIT_CLASSES[:-1]) if "all" in names else set(names)
+    return included - {c[1:] for c in names if c.startswith("-")}
+
+
+def pgaudit_classes(data: Data, key: str = "postgres_pgaudit_log") -> tuple[str, ...]:
+    """pgaudit.log as a list (or 'ddl, role'): pgaudit's classes only, covering ddl and role."""
+    value, src = data.raw(key, list(PGAUDIT_DEFAULT_LOG))
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or not items:
+        raise SettingsError(key, value, "expected a list of pgaudit classes like "
+                            "['ddl', 'role']", src)
+    classes: list[str] = []
+    for item in items:
+        name = str(item).strip().lower()
+        if not isinstance(item, str) or name.lstrip("-") not in PGAUDIT_CLASSES:
+            raise SettingsError(key, item, "not a pgaudit.log class: expected one of "
+                                f"{', '.join(PGAUDIT_CLASSES)} (or '-class' to subtract)", src)
+        classes.append(name)
+    if not pgaudit_included(classes) >= PGAUDIT_REQUIRED:
+        raise SettingsError(key, value, "must log at least ddl and role (CIS 3.2); set "
+                            "postgres_pgaudit = False to turn audit logging off", src)
+    return tuple(dict.fromkeys(classes))
+
 
 def postgres_settings(data: Data) -> PostgresSettings:
     overrides = data.mapping("postgres_overrides")
     for name in overrides:
         if not re.match(r"^[a-z_][a-z0-9_.]*$", name):
             raise SettingsError("postgres_overrides", name, "not a PostgreSQL setting name")
+        if name.startswith("pgaudit."):
+            raise SettingsError(f"postgres_overrides.{name}", overrides[name],
+                                "pgaudit is set by the postgres_pgaudit* keys, not an override")
+    pgaudit = data.flag("postgres_pgaudit", True)
+    if "shared_preload_libraries" in overrides:
+        libs = {lib.strip() for lib in overrides["shared_preload_libraries"].split(",")}
+        needed = ["pg_stat_statements", *(["pgaudit"] if pgaudit else [])]
+        missing = [lib for lib in needed if lib not in libs]
+        if missing:
+            raise SettingsError("postgres_overrides.shared_preload_libraries",
+                                overrides["shared_preload_libraries"],
+                                f"must keep {', '.join(missing)} (the deploy creates its "
+                                "extension; pgaudit: see postgres_pgaudit)")
     for name in _MEMORY_GUCS:
         if name in overrides:
             try:
@@ -227,6 +292,10 @@ def postgres_settings(data: Data) -> PostgresSettings:
         app_connection_limit=data.integer("postgres_app_connection_limit", 200, 1, 100000),
         superuser_reserved_connections=data.integer(
             "postgres_superuser_reserved_connections", 3, 1, 100),
+        pgaudit=pgaudit,
+        pgaudit_log=pgaudit_classes(data),
+        pgaudit_log_relation=data.flag("postgres_pgaudit_log_relation", False),
+        pgaudit_log_parameter=data.flag("postgres_pgaudit_log_parameter", False),
     )
 
 
@@ -235,7 +304,6 @@ BASE_CONFIG: dict[str, str] = {
     "password_encryption": "scram-sha-256",
     "ssl": "on",
     "ssl_min_protocol_version": "TLSv1.2",
-    "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.max": "5000",
     "pg_stat_statements.track": "top",
     "track_activity_query_size": "2048",
@@ -258,6 +326,8 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
                              workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
     conf = tuning.compute(shape)
     conf.update(BASE_CONFIG)
+    conf["shared_preload_libraries"] = ",".join(pg.preload_libraries)
+    conf.update(pg.audit_config)
     conf["port"] = str(pg.port)
     conf["superuser_reserved_connections"] = str(pg.superuser_reserved_connections)
     conf.update(pg.overrides)
@@ -407,6 +477,62 @@ def maintenance_settings(data: Data) -> MaintenanceSettings:
         premake_days=data.integer("maintenance_premake_days", 14, 1, 365),
         long_query_seconds=data.integer("maintenance_long_query_seconds", 300, 1, 86400),
     )
+
+
+# --- security updates (unattended-upgrades, deploy/upgrades.py) ---------------------------------
+
+# Debian's security archive: bookworm-security (and the older codename-only layout).
+UPGRADES_DEFAULT_ORIGINS = (
+    "origin=Debian,codename=${distro_codename}-security,label=Debian-Security",
+    "origin=Debian,codename=${distro_codename},label=Debian-Security",
+)
+# Server packages whose upgrade restarts the service (Debian's maintainer scripts): upgraded by an
+# operator in a maintenance window instead (README, "Security updates").
+UPGRADES_DEFAULT_BLACKLIST = ("postgresql-", "pgbouncer")
+_ORIGIN_KEYS = ("origin", "o", "label", "l", "codename", "n", "archive", "a", "suite",
+                "component", "c", "site")
+_ORIGIN_VALUE = re.compile(r"^[A-Za-z0-9${}_.:/+~ -]+$")
+_PACKAGE_RE = re.compile(r"^[A-Za-z0-9.+^$*\[\]_-]+$")
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    enabled: bool  # False: the bundle leaves updates to the operator (its apt file removed)
+    origins: tuple[str, ...]  # Unattended-Upgrade::Origins-Pattern, replacing Debian's list
+    package_blacklist: tuple[str, ...]  # regular expressions matched at a package name's start
+
+
+def _strings(data: Data, key: str, default: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    value, src = data.raw(key, list(default))
+    if isinstance(value, str) or not isinstance(value, Sequence) or \
+            not all(isinstance(v, str) for v in value):
+        raise SettingsError(key, value, "expected a list of strings", src)
+    return tuple(dict.fromkeys(value)), src
+
+
+def upgrade_settings(data: Data) -> UpgradeSettings:
+    origins, src = _strings(data, "upgrades_origins", UPGRADES_DEFAULT_ORIGINS)
+    for origin in origins:
+        pairs = [part.partition("=") for part in origin.split(",")]
+        if not all(k in _ORIGIN_KEYS and eq and _ORIGIN_VALUE.match(v) for k, eq, v in pairs):
+            raise SettingsError("upgrades_origins", origin, "expected an origin pattern like "
+                                f"'{UPGRADES_DEFAULT_ORIGINS[0]}' (keys: "
+                                f"{', '.join(_ORIGIN_KEYS)})", src)
+    if not any("Debian-Security" in o or "-security" in o for o in origins):
+        raise SettingsError("upgrades_origins", list(origins), "no security origin (label="
+                            "Debian-Security): security updates would never be installed", src)
+    blacklist, src = _strings(data, "upgrades_package_blacklist", UPGRADES_DEFAULT_BLACKLIST)
+    for pattern in blacklist:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise SettingsError("upgrades_package_blacklist", pattern,
+                                f"not a regular expression ({exc})", src) from None
+        if not _PACKAGE_RE.match(pattern):
+            raise SettingsError("upgrades_package_blacklist", pattern,
+                                "expected a package name pattern like 'postgresql-'", src)
+    return UpgradeSettings(enabled=data.flag("upgrades_enabled", True), origins=origins,
+                           package_blacklist=blacklist)
 
 
 # --- PgBouncer -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from deploy.hostdata import InventoryHost
 from deploy.settings import (
     Data,
+    SettingsError,
     app_settings,
     backup_settings,
     check_backup_topology,
@@ -18,6 +19,7 @@ from deploy.settings import (
     readiness_settings,
     replica_settings,
     server_config,
+    upgrade_settings,
 )
 
 DB_GROUPS = {"postgres_primary", "postgres_replicas"}
@@ -27,6 +29,7 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     hosts = list(hosts)
     check_replication_topology([(h.name, h.groups) for h in hosts])
     check_backup_topology([(h.name, h.groups) for h in hosts])
+    audited: dict[bool, str] = {}
     for host in hosts:
         data = Data(host.data)
         app = app_settings(data)
@@ -40,7 +43,16 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
             pgbouncer_settings(data, app, pg)  # includes the pool sizing guard
             exporter_settings(data, pg)
             readiness_settings(data)
+            audited.setdefault(pg.pgaudit, host.name)
+            if len(audited) > 1:
+                # The extension replicates: a promoted replica without the library would fail
+                # every DDL in the application database.
+                raise SettingsError("postgres_pgaudit", pg.pgaudit, "must be the same on the "
+                                    f"primary and its replicas ({audited[not pg.pgaudit]} has "
+                                    f"{not pg.pgaudit})")
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.
                 server_config(pg, pg.memory_mb * 1024, 1)
+        if (DB_GROUPS | {"backup"}) & set(host.groups):
+            upgrade_settings(data)

@@ -28,6 +28,21 @@ postgres_ssl_key_file = None
 postgres_ssl_ca_file = None
 postgres_firewall = True  # nftables: our ports only from the CIDRs above
 postgres_app_connection_limit = 200
+# Audit logging with pgaudit (CIS 3.2): AUDIT lines in the PostgreSQL log. Classes: read, write,
+# function, role, ddl, misc, misc_set, all ('-class' subtracts); ddl and role are the minimum.
+postgres_pgaudit = True  # False: the next deploy drops the extension and unloads the library
+postgres_pgaudit_log = ["ddl", "role"]  # schema and privilege changes, not the agents' traffic
+postgres_pgaudit_log_relation = False  # a line per relation of every SELECT/DML: log volume
+postgres_pgaudit_log_parameter = False  # bind values: passwords and personal data in the log
+
+# --- security updates: unattended-upgrades on every database and backup host ---
+upgrades_enabled = True  # False: the bundle leaves updates to you (its apt file is removed)
+upgrades_origins = [  # Unattended-Upgrade::Origins-Pattern; must include a security origin
+    "origin=Debian,codename=${distro_codename}-security,label=Debian-Security",
+    "origin=Debian,codename=${distro_codename},label=Debian-Security",
+]
+# Not upgraded automatically (their upgrade restarts the service): apply in a maintenance window.
+upgrades_package_blacklist = ["postgresql-", "pgbouncer"]
 
 # --- backups: pgBackRest (WAL archiving, full/diff backups, verify) and a daily pg_dump ---
 # Schedules are systemd OnCalendar expressions (host time); timers run on the primary, or with a

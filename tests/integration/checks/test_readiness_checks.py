@@ -16,6 +16,7 @@ from tests.sandbox_fixtures import Deployed
 REPO = Path(__file__).resolve().parents[3]
 DATA = "/var/lib/postgresql/15/main"
 HBA = "/etc/postgresql/15/main/pg_hba.conf"
+APT_OFF = "/etc/apt/apt.conf.d/99zz-test-no-upgrades"
 
 
 def run_checks(deployed: Deployed, tmp_path: Path,
@@ -72,6 +73,14 @@ BREAKAGES = [
     Breakage("test_audit_logging", sql("ALTER SYSTEM SET log_connections = off") + " && " + RELOAD,
              sql("ALTER SYSTEM RESET log_connections") + " && " + RELOAD,
              "log_connections is off"),
+    # ALTER SYSTEM knows pgaudit.log only because pgaudit is loaded.
+    Breakage("test_pgaudit_loaded", sql("ALTER SYSTEM SET pgaudit.log = 'none'") + " && " + RELOAD,
+             sql("ALTER SYSTEM RESET pgaudit.log") + " && " + RELOAD,
+             "pgaudit.log = 'none': ddl, role statements are not audited"),
+    Breakage("test_pgaudit_writes_audit_lines",
+             sql("ALTER SYSTEM SET pgaudit.log = 'none'") + " && " + RELOAD,
+             sql("ALTER SYSTEM RESET pgaudit.log") + " && " + RELOAD,
+             "no AUDIT line for CREATE ROLE and CREATE TABLE bgdb_audit_probe_"),
     Breakage("test_pg_stat_statements", sql("DROP EXTENSION pg_stat_statements"),
              sql("CREATE EXTENSION pg_stat_statements"), "extension pg_stat_statements missing"),
     Breakage("test_sizing_matches_host", sql("ALTER SYSTEM SET work_mem = '1MB'") + " && " +
@@ -82,6 +91,13 @@ BREAKAGES = [
     Breakage("test_kernel_settings", "mv /etc/sysctl.d/60-bgdb-postgresql.conf /root/",
              "mv /root/60-bgdb-postgresql.conf /etc/sysctl.d/",
              "60-bgdb-postgresql.conf is missing"),
+    # Another apt file, read after the bundle's, turns the daily run off.
+    Breakage("test_unattended_upgrades_configured",
+             f"echo 'APT::Periodic::Unattended-Upgrade \"0\";' > {APT_OFF}", f"rm {APT_OFF}",
+             "APT::Periodic::Unattended-Upgrade is '0': apt's daily job skips it"),
+    Breakage("test_apt_timers_active", "systemctl disable --now apt-daily-upgrade.timer",
+             "systemctl enable --now apt-daily-upgrade.timer",
+             "apt-daily-upgrade.timer is disabled: unattended-upgrade never runs"),
     Breakage("test_schema_migrations_current",
              sql("UPDATE schema_migrations SET checksum = 'x' || checksum WHERE version = 1"),
              sql("UPDATE schema_migrations SET checksum = substr(checksum, 2) WHERE version = 1"),

@@ -120,3 +120,24 @@ def test_shared_buffers_change_restarts_once(deployed: Deployed) -> None:
     finally:
         assert deployed.deploy().returncode == 0
     assert psql(deployed, "SHOW shared_buffers") == "512MB"
+
+
+def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed) -> None:
+    assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements,pgaudit"
+    assert psql(deployed, "SHOW pgaudit.log") == "ddl, role"
+    extension = "SELECT count(*) FROM pg_extension WHERE extname = 'pgaudit'"
+    assert psql(deployed, extension) == "1"
+    before = start_time(deployed)
+    try:
+        off = deployed.deploy(json.dumps({"postgres_pgaudit": False}))
+        assert off.returncode == 0, off.output[-3000:]
+        assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements"
+        assert start_time(deployed) != before, "preload changed without the restart it needs"
+        # Left behind, the extension's event triggers would fail every DDL without the library.
+        assert psql(deployed, extension) == "0"
+        psql(deployed, "CREATE TABLE pgaudit_off_probe (id int); DROP TABLE pgaudit_off_probe")
+    finally:
+        on = deployed.deploy()
+        assert on.returncode == 0, on.output[-3000:]
+    assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements,pgaudit"
+    assert psql(deployed, extension) == "1"

@@ -309,7 +309,8 @@ def test_second_deploy_changes_nothing_and_copies_nothing(lab: Deployed) -> None
 def test_readiness_checks_pass_on_primary_and_replicas(lab: Deployed, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "checks/test_replica.py",
-         "checks/test_postgres.py", f"--readiness-report={tmp_path / 'readiness.md'}",
+         "checks/test_postgres.py", "checks/test_audit.py", "checks/test_updates.py",
+         f"--readiness-report={tmp_path / 'readiness.md'}",
          f"--junitxml={tmp_path / 'readiness.xml'}"],
         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, **lab.env})
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
