@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng iproute2 nftables openssh-client \
-	prometheus python3-venv python3-pip postgresql-client tmux
+	prometheus python3-venv python3-pip postgresql-client tmux faketime
 DEMO_HOSTS ?= 3
 
 .PHONY: setup demo deploy evidence checks test lint down sandbox clean

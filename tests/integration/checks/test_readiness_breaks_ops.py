@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploy import exporter
-from tests.integration.checks.test_readiness_checks import RELOAD, on_primary, sql
+from tests.integration.checks.test_readiness_checks import RELOAD, Breakage, on_primary, sql
 from tests.sandbox_fixtures import Deployed
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,14 +27,16 @@ INI = "/etc/pgbouncer/pgbouncer.ini"
 
 
 def run_checks(deployed: Deployed, tmp_path: Path, select: str,
-               extra: dict[str, Any] | None = None) -> tuple[int, str]:
-    """(exit code, the Markdown report) of the checks matching `select`."""
+               extra: dict[str, Any] | None = None, later: str | None = None) -> tuple[int, str]:
+    """(exit code, the Markdown report) of the checks matching `select`; `later` (libfaketime's
+    "+27h", "+9d") runs them as if that much time had passed."""
     report = tmp_path / "readiness.md"
     report.unlink(missing_ok=True)
     env = {**os.environ, **deployed.env}
     if extra:
         env["BGDB_EXTRA_DATA"] = json.dumps(extra)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    clock = ["faketime", "-f", later] if later else []
+    out = subprocess.run([*clock, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "checks", "-k", select, f"--readiness-report={report}"],
                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     text = report.read_text() if report.exists() else out.stdout[-3000:]
@@ -68,14 +69,6 @@ def wait_sql(query: str, seconds: int) -> str:
 def set_ini(key: str, old: str, new: str) -> str:
     return f"sed -i 's/^{key} = {old}$/{key} = {new}/' {INI} && systemctl reload pgbouncer " \
            "&& sleep 0.5"
-
-
-@dataclass(frozen=True)
-class Breakage:
-    check: str
-    breaks: str
-    restores: str
-    message: str
 
 
 BREAKAGES = [
@@ -129,6 +122,26 @@ def test_ops_check_fails_when_broken(deployed: Deployed, tmp_path: Path,
         on_primary(deployed, case.restores)
     code, report = run_checks(deployed, tmp_path, case.check)
     assert code == 0, f"not restored:\n{report}"
+
+
+# Backups go stale only with time: stop the timers that take them and run the check as it would
+# run a day and then nine days later (the repository and its timestamps are the real ones).
+BACKUP_TIMERS = "bgdb-backup-full.timer bgdb-backup-diff.timer"
+
+
+def test_backups_fresh_fails_when_backups_stop(deployed: Deployed, tmp_path: Path) -> None:
+    on_primary(deployed, f"systemctl disable --now {BACKUP_TIMERS}")
+    try:
+        code, report = run_checks(deployed, tmp_path, "test_backups_fresh", later="+27h")
+        assert code == 1 and re.search(r"last backup is 1\.\d days old \(daily timer "
+                                       r"bgdb-backup-diff\)", report), report
+        code, report = run_checks(deployed, tmp_path, "test_backups_fresh", later="+9d")
+        assert code == 1 and re.search(r"last full backup is 9\.\d days old \(weekly timer "
+                                       r"bgdb-backup-full\)", report), report
+    finally:
+        on_primary(deployed, f"systemctl enable --now {BACKUP_TIMERS}")
+    code, report = run_checks(deployed, tmp_path, "test_backups_fresh or test_timers_enabled")
+    assert code == 0, report
 
 
 # --- load test evidence: the real check, fed evidence files --------------------------------
