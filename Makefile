@@ -47,8 +47,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
+# Two workers, a whole file each at a time (modules share their lab); the long modules go first.
 test: setup lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 	@# The tests' labs must be gone, whatever happened (the demo lab `sbx` may stay up).
 	$(PY) -m sandbox leftovers --keep sbx
 

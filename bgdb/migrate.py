@@ -267,6 +267,15 @@ def read_roles_fingerprint(conn: Connection, owner: str) -> str | None:
     return str(comment[len(FINGERPRINT_PREFIX):])
 
 
+def _roles(directory: Path, roles_file: Path | None, *, app_user: str,
+           app_connection_limit: int | None, connect_roles: Sequence[str]) -> tuple[Path, str]:
+    """The roles.sql to run (default: beside the migrations directory) and its fingerprint."""
+    roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
+    return roles, roles_fingerprint(roles, app_user=app_user,
+                                    app_connection_limit=app_connection_limit,
+                                    connect_roles=connect_roles)
+
+
 def check(
     conn: Connection,
     directory: Path = DEFAULT_DIR,
@@ -281,10 +290,9 @@ def check(
     parameters) differ from what was last applied. Drift raises DriftError."""
     p = plan(conn, directory)
     p.raise_for_drift()
-    roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
+    roles, wanted = _roles(directory, roles_file, app_user=app_user,
+                           app_connection_limit=app_connection_limit, connect_roles=connect_roles)
     work = [f"pending {m.filename}" for m in p.pending]
-    wanted = roles_fingerprint(roles, app_user=app_user, app_connection_limit=app_connection_limit,
-                               connect_roles=connect_roles)
     if read_roles_fingerprint(conn, owner) != wanted:
         work.insert(0, f"roles: {roles.name} not applied in this version")
     return work
@@ -384,14 +392,13 @@ def _apply_locked(
     p = plan(conn, directory)
     p.raise_for_drift()
     result = ApplyResult()
-    roles = roles_file if roles_file is not None else directory.parent / "roles.sql"
+    roles, fingerprint = _roles(directory, roles_file, app_user=app_user,
+                                app_connection_limit=app_connection_limit,
+                                connect_roles=connect_roles)
     result.role_changes = apply_roles(
         conn, roles, app_user=app_user, app_connection_limit=app_connection_limit,
         connect_roles=connect_roles,
     )
-    fingerprint = roles_fingerprint(roles, app_user=app_user,
-                                    app_connection_limit=app_connection_limit,
-                                    connect_roles=connect_roles)
     dbname = conn.execute("SELECT current_database()").fetchone()
     conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
         sql.Identifier(str(dbname[0] if dbname else "")),

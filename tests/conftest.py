@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.sandbox_fixtures import deployed, pg_admin_dsn, sandbox_lab, scratch_dsn
@@ -9,8 +12,30 @@ from tests.sandbox_fixtures import deployed, pg_admin_dsn, sandbox_lab, scratch_
 __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 
 
+# Modules that boot their own lab and run for minutes: with `make test`'s two workers (pytest-xdist,
+# one file at a time per worker) they start first, so the rest runs beside them, not after.
+LONG_MODULES = ("tests/integration/deploy/test_replica.py",
+                "tests/integration/deploy/test_backup_host.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker deploys its own lab; first-use generation of passwords and certificates
+    # must not race between two workers, so the second one keeps its secrets apart.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if worker != "gw0" and "BGDB_SECRETS_DIR" not in os.environ:
+        root = Path(config.rootpath)
+        os.environ["BGDB_SECRETS_DIR"] = str(root / ".secrets" / "workers" / worker)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Everything under tests/integration needs hosts; mark it so `-m "not integration"` is fast.
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).as_posix()
+        return next((i for i, m in enumerate(LONG_MODULES) if path.endswith(m)),
+                    len(LONG_MODULES))
+
+    items.sort(key=rank)  # stable: the order within and among the other modules stays
