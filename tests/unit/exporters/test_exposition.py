@@ -71,7 +71,7 @@ def test_render_matches_generate_latest_line_for_line() -> None:
             return [to_metric(f) for f in fams]
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Source())  # type: ignore[arg-type]
+    registry.register(Source())
     theirs = generate_latest(registry).decode("utf-8").splitlines()
     ours = render(fams).decode("utf-8").splitlines()
     assert len(ours) == len(theirs)
