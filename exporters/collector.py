@@ -170,8 +170,17 @@ def families_from_rows(spec: QuerySpec, rows: Iterable[Row]) -> list[Family]:
 
 
 def json_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of a ``json_rows`` query: its one "rows" column, a JSON array of objects."""
+    """The rows of a ``json_rows`` query: its one "rows" column holds a JSON array of objects,
+    or ``{"columns": [names], "rows": [[values], ...]}`` (the names once, not in every row)."""
     value = rows[0].get("rows") if len(rows) == 1 else None
+    if isinstance(value, dict) and isinstance(value.get("columns"), list):
+        columns, arrays = value["columns"], value.get("rows", False)
+        if arrays is None:  # json_agg over no row
+            return []
+        if isinstance(arrays, list) and all(
+                isinstance(r, list) and len(r) == len(columns) for r in arrays):
+            return [dict(zip(columns, r, strict=True)) for r in arrays]
+        value = None
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
         # A psycopg.Error, so that it counts as this query's failure like any other.
         raise psycopg.DataError(f"{name}: expected one row with a JSON array of objects, "
@@ -230,8 +239,8 @@ class BgdbCollector(Collector):
         targets = {"postgres", "pgbouncer"} if self._bouncer is not None else {"postgres"}
         names = [q.name for q in (*queries, STATEMENTS_QUERY) if q.target in targets]
         self._errors: dict[str, int] = dict.fromkeys(names, 0)
-        self._durations: dict[str, float] = {}
-        self._skipped = 0
+        self._durations: dict[str, float] = {}  # written by the scrape's two threads
+        self._skipped: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._connect_errors: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._scrapes = 0
         self._backup_errors = 0
@@ -285,13 +294,26 @@ class BgdbCollector(Collector):
         deadline = started + self.cfg.scrape_timeout_seconds
         self._scrapes += 1
         out: list[Family] = []
-        up = self._scrape_target(self._pg, "postgres", deadline, out)
-        bouncer_up = False
+        bouncer_out: list[Family] = []
+        bouncer_up: list[bool] = [False]
+        thread = None
         if self._bouncer is not None:
-            bouncer_up = self._scrape_target(self._bouncer, "pgbouncer", deadline, out)
+            # PgBouncer's console answers while PostgreSQL runs the batch: its few statements
+            # cost no wall time in a thread of their own (the other waits on its socket).
+            bouncer = self._bouncer
+
+            def scrape_bouncer() -> None:
+                bouncer_up[0] = self._scrape_target(bouncer, "pgbouncer", deadline, bouncer_out)
+
+            thread = threading.Thread(target=scrape_bouncer, name="bgdb-exporter-pgbouncer")
+            thread.start()
+        up = self._scrape_target(self._pg, "postgres", deadline, out)
+        if thread is not None:
+            thread.join()
+            out.extend(bouncer_out)
         out.extend(self._backup_metrics())
         duration = time.monotonic() - started
-        out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up, duration=duration))
+        out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up[0], duration=duration))
         return out
 
     def _run(self, db: Database, spec: QuerySpec) -> list[dict[str, Any]]:
@@ -383,7 +405,7 @@ class BgdbCollector(Collector):
                 # spent.
                 if (i > 0 or up) and time.monotonic() >= deadline:
                     left = sum(1 for s in specs[i:] if s.name not in results and not s.rows_from)
-                    self._skipped += left
+                    self._skipped[target] += left
                     log.warning("scrape budget spent: %d %s queries skipped", left, target)
                     break
                 try:
@@ -484,7 +506,7 @@ class BgdbCollector(Collector):
         out.append(_counter(
             "bgdb_exporter_queries_skipped",
             "Queries not run because the scrape budget (scrape_timeout_seconds) was spent.",
-            self._skipped))
+            sum(self._skipped.values())))
         out.append(_counter("bgdb_exporter_scrapes", "Scrapes served.", self._scrapes))
         conns = _counter("bgdb_exporter_connections", "Database connections opened (reconnects).")
         conns.add(float(self._pg.connects), (("target", "postgres"),))

@@ -150,8 +150,14 @@ def test_json_rows_queries_return_one_json_array() -> None:
     rows = [{"agent_id": "a1", "bgdb_agent_missed_heartbeats": 3.0}]
     assert json_rows("q", [{"rows": rows}]) == rows
     assert json_rows("q", [{"rows": []}]) == []
+    # The "columns" form: names once, one array per row.
+    assert json_rows("q", [{"rows": {"columns": ["agent_id", "bgdb_agent_missed_heartbeats"],
+                                     "rows": [["a1", 3.0]]}}]) == rows
+    assert json_rows("q", [{"rows": {"columns": ["a"], "rows": None}}]) == []
     bads: list[list[dict[str, Any]]] = [
-        [], [{"rows": None}], [{"rows": [1, 2]}], [{"rows": []}, {"rows": []}]]
+        [], [{"rows": None}], [{"rows": [1, 2]}], [{"rows": []}, {"rows": []}],
+        [{"rows": {"columns": ["a", "b"], "rows": [[1]]}}], [{"rows": {"columns": ["a"]}}],
+        [{"rows": {"columns": ["a"], "rows": [{"a": 1}]}}]]
     for bad in bads:
         with pytest.raises(psycopg.DataError, match="q: expected one row"):
             json_rows("q", bad)
