@@ -45,7 +45,7 @@ from prometheus_client.registry import Collector
 
 from exporters import backup_status
 from exporters.config import ExporterConfig
-from exporters.connection import Database, DatabaseHung
+from exporters.connection import APPLICATION_NAME, Database, DatabaseHung
 from exporters.exposition import Family, Labels, render, to_metric
 from exporters.latency import LatencyHistogram, StatementCounters
 from exporters.queries import QUERIES, STATEMENTS_QUERY, MetricSpec, QuerySpec, check_table
@@ -234,6 +234,11 @@ class BgdbCollector(Collector):
             if cfg.pgbouncer_dsn
             else None
         )
+        # The parallel queries' connection (QuerySpec.parallel), opened on first use.
+        self._pg_parallel = Database(
+            cfg.dsn, statement_timeout_seconds=cfg.statement_timeout_seconds,
+            name="postgres-parallel", application_name=APPLICATION_NAME + "-parallel")
+        self._parallel_off_left = 0  # scrapes left without it after it could not connect
         self._lock = threading.Lock()
         self._histogram = LatencyHistogram()
         targets = {"postgres", "pgbouncer"} if self._bouncer is not None else {"postgres"}
@@ -284,6 +289,7 @@ class BgdbCollector(Collector):
 
     def close(self) -> None:
         self._pg.close()
+        self._pg_parallel.close()
         if self._bouncer is not None:
             self._bouncer.close()
 
@@ -346,8 +352,6 @@ class BgdbCollector(Collector):
     def _scrape_target(self, db: Database, target: str, deadline: float, out: list[Family]) -> bool:
         """Run the target's queries into ``out``; True when the server answered."""
         specs = [q for q in self.queries if q.target == target]
-        results: dict[str, list[dict[str, Any]]] = {}
-        up = False
         if target == "postgres":
             # The probe first, the histogram last (its reading is the least urgent).
             specs.sort(key=lambda q: q.name != PROBE)
@@ -358,27 +362,60 @@ class BgdbCollector(Collector):
                 self._unbatched_left -= 1
                 batch = []
             if len(batch) > 1:
+                return self._batched(db, specs, batch, deadline, out)
+        return self._run_each(db, target, specs, deadline, {}, out, retry=False)
+
+    def _batched(self, db: Database, specs: list[QuerySpec], batch: list[QuerySpec],
+                 deadline: float, out: list[Family]) -> bool:
+        """The postgres target by the batch (and the parallel queries beside it)."""
+        parallel: list[QuerySpec] = []
+        if self._parallel_off_left > 0:
+            self._parallel_off_left -= 1
+        else:
+            parallel = [q for q in batch if q.parallel]
+            batch = [q for q in batch if not q.parallel]
+        ready: dict[str, list[dict[str, Any]]] = {}
+        broken: list[bool] = []
+
+        def run_parallel() -> None:
+            for spec in parallel:
                 try:
-                    results = self._run_batch(db, batch)
-                except DatabaseHung as exc:
-                    self._errors[PROBE] += 1
-                    log.warning("batch: %s", exc)
-                    return False
+                    ready[spec.name] = self._run(self._pg_parallel, spec)
                 except psycopg.Error as exc:
-                    if not db.connected:
-                        self._connect_errors[target] += 1
-                        log.warning("%s unreachable (batch): %s", target, _one_line(exc))
-                        return False
-                    log.info("batch failed (%s); running its queries one by one",
-                             _one_line(exc))
-                    results = {}
-                    before = set(self._solo)
-                    up = self._run_each(db, target, specs, deadline, results, out, retry=True)
-                    if self._solo == before:
-                        self._unbatched_left = UNBATCHED_SCRAPES
-                    return up
-                up = True
-        return self._run_each(db, target, specs, deadline, results, out, retry=False) or up
+                    # Not counted: the query runs again on the main connection.
+                    broken.append(not self._pg_parallel.connected)
+                    log.info("%s on the parallel connection: %s", spec.name, _one_line(exc))
+
+        thread = None
+        if parallel:
+            thread = threading.Thread(target=run_parallel, name="bgdb-exporter-parallel")
+            thread.start()
+        try:
+            results = self._run_batch(db, batch)
+        except DatabaseHung as exc:
+            self._errors[PROBE] += 1
+            log.warning("batch: %s", exc)
+            return False
+        except psycopg.Error as exc:
+            if not db.connected:
+                self._connect_errors["postgres"] += 1
+                log.warning("postgres unreachable (batch): %s", _one_line(exc))
+                return False
+            log.info("batch failed (%s); running its queries one by one", _one_line(exc))
+            if thread is not None:
+                thread.join()
+            before = set(self._solo)
+            up = self._run_each(db, "postgres", specs, deadline, {}, out, retry=True)
+            if self._solo == before:
+                self._unbatched_left = UNBATCHED_SCRAPES
+            return up
+        finally:
+            if thread is not None:
+                thread.join()
+        if any(broken):
+            self._parallel_off_left = UNBATCHED_SCRAPES
+        results.update(ready)
+        return self._run_each(db, "postgres", specs, deadline, results, out, retry=False)
 
     def _run_each(self, db: Database, target: str, specs: list[QuerySpec], deadline: float,
                   results: dict[str, list[dict[str, Any]]], out: list[Family],
@@ -510,6 +547,7 @@ class BgdbCollector(Collector):
         out.append(_counter("bgdb_exporter_scrapes", "Scrapes served.", self._scrapes))
         conns = _counter("bgdb_exporter_connections", "Database connections opened (reconnects).")
         conns.add(float(self._pg.connects), (("target", "postgres"),))
+        conns.add(float(self._pg_parallel.connects), (("target", "postgres-parallel"),))
         if self._bouncer is not None:
             conns.add(float(self._bouncer.connects), (("target", "pgbouncer"),))
         out.append(conns)
