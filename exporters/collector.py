@@ -282,6 +282,11 @@ class BgdbCollector(Collector):
         return render(self.scrape())
 
     @property
+    def running_alone(self) -> frozenset[str]:
+        """Queries that failed alone and run outside the batch until they succeed."""
+        return frozenset(self._solo)
+
+    @property
     def last_query_durations(self) -> dict[str, float]:
         """Seconds each query took in its last run (for bench/exporter_scrape.py); for batched
         queries, the server's time between the clock readings around it."""
@@ -392,30 +397,42 @@ class BgdbCollector(Collector):
             thread.start()
         try:
             results = self._run_batch(db, batch)
-        except DatabaseHung as exc:
-            self._errors[PROBE] += 1
-            log.warning("batch: %s", exc)
-            return False
         except psycopg.Error as exc:
+            if thread is not None:
+                thread.join()
+            if isinstance(exc, DatabaseHung):
+                self._errors[PROBE] += 1
+                log.warning("batch: %s", exc)
+                return False
             if not db.connected:
                 self._connect_errors["postgres"] += 1
                 log.warning("postgres unreachable (batch): %s", _one_line(exc))
                 return False
             log.info("batch failed (%s); running its queries one by one", _one_line(exc))
-            if thread is not None:
-                thread.join()
             before = set(self._solo)
             up = self._run_each(db, "postgres", specs, deadline, {}, out, retry=True)
             if self._solo == before:
                 self._unbatched_left = UNBATCHED_SCRAPES
             return up
-        finally:
+        except BaseException:
             if thread is not None:
                 thread.join()
+            raise
+        # The batch's families are built while the parallel queries still run (their thread
+        # waits on its socket, not on the interpreter); theirs and their dependents' after.
+        names = {q.name for q in parallel}
+        later = [q for q in specs if q.name in names or q.rows_from in names]
+        first = [q for q in specs if q not in later]
+        up = self._run_each(db, "postgres", first, deadline, results, out, retry=False)
+        if thread is None:
+            return up
+        thread.join()
+        if not up:  # the main connection broke after the batch
+            return False
         if any(broken):
             self._parallel_off_left = UNBATCHED_SCRAPES
         results.update(ready)
-        return self._run_each(db, "postgres", specs, deadline, results, out, retry=False)
+        return self._run_each(db, "postgres", later, deadline, results, out, retry=False) or up
 
     def _run_each(self, db: Database, target: str, specs: list[QuerySpec], deadline: float,
                   results: dict[str, list[dict[str, Any]]], out: list[Family],
