@@ -257,6 +257,8 @@ def test_cli_serves_and_stops_on_sigterm(monitor_dsn: str, tmp_path: Path) -> No
         assert "process_resident_memory_bytes" in body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        assert "first scrape (at start) took" in proc.stdout.read()  # before it listened
     finally:
         if proc.poll() is None:
             proc.kill()

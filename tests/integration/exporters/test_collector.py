@@ -428,8 +428,8 @@ def test_scrape_budget_skips_the_remaining_queries(
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
     for slow in ("connections.sql", "locks.sql"):  # slow, but each within statement_timeout
         (sql_dir / slow).write_text("SELECT pg_sleep(1.1)::text AS state, 1 AS bgdb_pg_x")
-    _, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=2,
-                                 scrape_timeout_seconds=2)
+    collector, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=2,
+                                         scrape_timeout_seconds=2)
     started = time.monotonic()
     s = Scrape(registry)
     assert time.monotonic() - started < 2 + 2 + 1
@@ -437,6 +437,11 @@ def test_scrape_budget_skips_the_remaining_queries(
     assert (s.get("bgdb_exporter_queries_skipped_total") or 0) > 0
     assert s.get("bgdb_pg_max_connections") is not None  # the probe ran first
     assert s.get("bgdb_statement_latency_seconds_count") is None  # the histogram runs last
+    # The batch outlived statement_timeout and no query failed alone: the next scrapes run
+    # one by one (here the budget is spent before the histogram again), no batch is tried.
+    s = Scrape(registry)
+    assert collector.batches == 0 and collector.running_alone == frozenset()
+    assert s.get("bgdb_pg_max_connections") is not None
 
 
 def test_one_batch_per_scrape_a_failing_query_runs_alone_until_it_works(
