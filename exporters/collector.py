@@ -249,7 +249,7 @@ class BgdbCollector(Collector):
         targets = {"postgres", "pgbouncer"} if self._bouncer is not None else {"postgres"}
         names = [q.name for q in (*queries, STATEMENTS_QUERY) if q.target in targets]
         self._errors: dict[str, int] = dict.fromkeys(names, 0)
-        self._durations: dict[str, float] = {}  # written by the scrape's two threads
+        self._durations: dict[str, float] = {}  # written by the scrape's two threads too
         self._skipped: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._connect_errors: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._scrapes = 0
@@ -310,26 +310,22 @@ class BgdbCollector(Collector):
         deadline = started + self.cfg.scrape_timeout_seconds
         self._scrapes += 1
         out: list[Family] = []
-        bouncer_out: list[Family] = []
-        bouncer_up: list[bool] = [False]
-        thread = None
-        if self._bouncer is not None:
-            # PgBouncer's console answers while PostgreSQL runs the batch: its few statements
-            # cost no wall time in a thread of their own (the other waits on its socket).
-            bouncer = self._bouncer
+        bouncer_up = False
+        pending = self._bouncer is not None
 
-            def scrape_bouncer() -> None:
-                bouncer_up[0] = self._scrape_target(bouncer, "pgbouncer", deadline, bouncer_out)
+        def scrape_bouncer() -> None:
+            # PgBouncer's few statements, while the parallel query keeps PostgreSQL busy (the
+            # main thread has nothing else to do then), or after PostgreSQL's queries.
+            nonlocal bouncer_up, pending
+            if pending and self._bouncer is not None:
+                pending = False
+                bouncer_up = self._scrape_target(self._bouncer, "pgbouncer", deadline, out)
 
-            thread = threading.Thread(target=scrape_bouncer, name="bgdb-exporter-pgbouncer")
-            thread.start()
-        up = self._scrape_target(self._pg, "postgres", deadline, out)
-        if thread is not None:
-            thread.join()
-            out.extend(bouncer_out)
+        up = self._scrape_target(self._pg, "postgres", deadline, out, idle=scrape_bouncer)
+        scrape_bouncer()
         out.extend(self._backup_metrics())
         duration = time.monotonic() - started
-        out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up[0], duration=duration))
+        out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up, duration=duration))
         return out
 
     def _run(self, db: Database, spec: QuerySpec) -> list[dict[str, Any]]:
@@ -359,8 +355,10 @@ class BgdbCollector(Collector):
                 parts[spec.name] = json_rows(spec.name, parts[spec.name])
         return parts
 
-    def _scrape_target(self, db: Database, target: str, deadline: float, out: list[Family]) -> bool:
-        """Run the target's queries into ``out``; True when the server answered."""
+    def _scrape_target(self, db: Database, target: str, deadline: float, out: list[Family],
+                       idle: Callable[[], None] | None = None) -> bool:
+        """Run the target's queries into ``out``; True when the server answered. ``idle`` is
+        called while the parallel query is still running (if it is)."""
         specs = [q for q in self.queries if q.target == target]
         if target == "postgres":
             # The probe first, the histogram last (its reading is the least urgent).
@@ -372,11 +370,11 @@ class BgdbCollector(Collector):
                 self._unbatched_left -= 1
                 batch = []
             if len(batch) > 1:
-                return self._batched(db, specs, batch, deadline, out)
+                return self._batched(db, specs, batch, deadline, out, idle)
         return self._run_each(db, target, specs, deadline, {}, out, retry=False)
 
     def _batched(self, db: Database, specs: list[QuerySpec], batch: list[QuerySpec],
-                 deadline: float, out: list[Family]) -> bool:
+                 deadline: float, out: list[Family], idle: Callable[[], None] | None) -> bool:
         """The postgres target by the batch (and the parallel queries beside it)."""
         parallel: list[QuerySpec] = []
         if self._parallel_off_left > 0:
@@ -431,6 +429,8 @@ class BgdbCollector(Collector):
         up = self._run_each(db, "postgres", first, deadline, results, out, retry=False)
         if thread is None:
             return up
+        if idle is not None and thread.is_alive():
+            idle()
         thread.join()
         if not up:  # the main connection broke after the batch
             return False
