@@ -4,9 +4,10 @@
         [--pgbouncer-dsn ...] [--repeat 20] [--compare-url http://db1:9187/metrics]
 
 A scrape is what Prometheus pays for: every query of the table plus rendering the text
-exposition (generate_latest), on an already open connection (the first, warm-up scrape opens it
-and takes the pg_stat_statements baseline; it is printed apart). Prints the total per scrape
-(median, p95, max), each query's median, the number of samples and the response size.
+exposition (collector.exposition(), what the endpoint serves), on already open connections
+(the first, warm-up scrape opens them and takes the pg_stat_statements baseline; it is printed
+apart). Prints the total per scrape (median, p95, max), each query's median, the number of
+samples and the response size.
 --compare-url times HTTP GETs of another exporter's endpoint the same way (e.g. Debian's
 prometheus-postgres-exporter on :9187), for a side-by-side figure.
 """
@@ -21,8 +22,6 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from exporters.collector import BgdbCollector  # noqa: E402
 from exporters.config import build_config  # noqa: E402
@@ -43,17 +42,15 @@ def bench_bgdb(args: argparse.Namespace) -> list[float]:
     if args.pgbouncer_dsn:
         settings["pgbouncer_dsn"] = args.pgbouncer_dsn
     collector = BgdbCollector(build_config(settings))
-    registry = CollectorRegistry()
-    registry.register(collector)
     try:
         t0 = time.perf_counter()
-        body = generate_latest(registry)
+        body = collector.exposition()
         warm = time.perf_counter() - t0
         totals: list[float] = []
         per_query: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            body = generate_latest(registry)
+            body = collector.exposition()
             totals.append(time.perf_counter() - t0)
             for name, seconds in collector.last_query_durations.items():
                 per_query.setdefault(name, []).append(seconds)

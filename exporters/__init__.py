@@ -27,7 +27,9 @@ Definitions the metrics rest on (the SQL files say the same next to each query):
   client backends not idle.
 * Sizes (``bgdb_pg_table_size_bytes``, ``bgdb_pg_database_size_bytes``) are measured at most
   every 300 s (``min_interval_seconds`` in exporters/queries.py); the scrapes in between serve the
-  last measurement. Everything else is read at every scrape.
+  last measurement. Everything else is read at every scrape: the queries go to the server as one
+  statement (exporters/collector.py says how a failing one is isolated), the per-agent search on
+  a second connection beside it; the exporter takes one scrape at start, before it listens.
 * Cardinality: per-agent series for at most ``max_agents`` agents (most overdue first) with
   totals beside them; tables, states, event types and models capped by ``top_tables`` /
   ``max_label_values``; the latency histogram has no labels.

@@ -123,12 +123,14 @@ class Database:
         statement_timeout_seconds: float,
         name: str = "postgres",
         session_settings: bool = True,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         self.dsn = dsn
         self.name = name
         self.statement_timeout_seconds = statement_timeout_seconds
         # PgBouncer's admin console refuses the startup `options` parameter.
         self.session_settings = session_settings
+        self.application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._watchdog = Watchdog(f"bgdb-exporter-watchdog-{name}")
         self.connects = 0
@@ -147,7 +149,7 @@ class Database:
         }
         if self.session_settings:
             ms = max(1, round(self.statement_timeout_seconds * 1000))
-            kwargs["application_name"] = APPLICATION_NAME
+            kwargs["application_name"] = self.application_name
             # lock_timeout below statement_timeout: a catalog lookup stuck behind an ACCESS
             # EXCLUSIVE lock (partition drop, REINDEX) fails fast with a clear message.
             ours = (

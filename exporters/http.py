@@ -1,4 +1,8 @@
-"""The metrics endpoint: client_python's WSGI app behind optional TLS and basic auth.
+"""The metrics endpoint behind optional TLS and basic auth.
+
+/metrics serves either a registry through client_python's WSGI app, or (what ``python3 -m
+exporters`` does) a function returning the text exposition: the collector renders its own
+families (exporters/exposition.py), gzip-compressed (level 1: cheap) when the client accepts it.
 
 prometheus_client 0.16 (Debian 12) has no TLS or auth in its own server, so this module runs
 its WSGI app in a small threading server of our own. TLS handshakes happen in the request's
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import hmac
 import logging
@@ -24,12 +29,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporters.config import ExporterConfig
+from exporters.exposition import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Render = Callable[[], bytes]  # one scrape as text exposition
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -78,8 +85,32 @@ def check_basic_auth(header: str | None, username: str, password_sha256: str) ->
     return ok_user and ok_pass
 
 
-def build_app(registry: CollectorRegistry, cfg: ExporterConfig) -> WsgiApp:
-    metrics_app = make_wsgi_app(registry)
+def gzip_accepted(header: str | None) -> bool:
+    return any(part.split(";", 1)[0].strip().lower() == "gzip"
+               for part in (header or "").split(","))
+
+
+def render_app(render: Render) -> WsgiApp:
+    """/metrics from a function that returns the text exposition (format 0.0.4)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = render()
+        headers = [("Content-Type", CONTENT_TYPE)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
+
+
+def build_app(source: CollectorRegistry | Render, cfg: ExporterConfig) -> WsgiApp:
+    if isinstance(source, CollectorRegistry):
+        metrics_app = make_wsgi_app(source)
+    else:
+        metrics_app = render_app(source)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -112,15 +143,16 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-def start_server(registry: CollectorRegistry, cfg: ExporterConfig) -> MetricsServer:
-    """Bind and serve in a daemon thread; call .shutdown() and .server_close() to stop."""
+def start_server(source: CollectorRegistry | Render, cfg: ExporterConfig) -> MetricsServer:
+    """Bind and serve ``source`` (a registry, or a function returning the exposition) in a
+    daemon thread; call .shutdown() and .server_close() to stop."""
     family = socket.getaddrinfo(cfg.listen_address, cfg.port, type=socket.SOCK_STREAM)[0][0]
 
     class _Server(MetricsServer):
         address_family = family
 
     server = make_server(
-        cfg.listen_address, cfg.port, build_app(registry, cfg), _Server, _QuietHandler
+        cfg.listen_address, cfg.port, build_app(source, cfg), _Server, _QuietHandler
     )
     assert isinstance(server, MetricsServer)
     if cfg.tls_cert_file and cfg.tls_key_file:

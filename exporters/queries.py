@@ -61,6 +61,10 @@ class QuerySpec:
     # with hundreds of rows (per-agent series, pg_stat_statements entries) that is most of the
     # exporter's CPU per scrape.
     json_rows: bool = False
+    # Runs on a second connection while the main one runs the batch (the costliest query: the
+    # two halves of the server's work overlap on a multi-core host). Any failure there and it
+    # runs on the main connection after the batch, in the same scrape.
+    parallel: bool = False
 
     def label_columns(self) -> tuple[tuple[str, str], ...]:
         return tuple(
@@ -181,7 +185,7 @@ QUERIES: tuple[QuerySpec, ...] = (
               "Consecutive heartbeats missed: floor(age / heartbeat_interval_seconds)."),
         gauge("bgdb_agent_error_count", "error_count of the agent's latest heartbeat (last day)."),
         gauge("bgdb_agent_uptime_seconds", "Seconds since the agent's started_at."),
-    ), labels=("agent_id",), json_rows=True),
+    ), labels=("agent_id",), json_rows=True, parallel=True),
     QuerySpec("agent_summary", "postgres", "agent_heartbeat.sql", (
         gauge("bgdb_agents_expected_heartbeat", "Agents not stopped (expected to beat)."),
         gauge("bgdb_agents_labelled", "Agents that have per-agent series (capped by max_agents)."),
@@ -283,3 +287,6 @@ def check_table(queries: tuple[QuerySpec, ...] = QUERIES) -> None:
             seen_m.add(m.family_name)
         if q.rows_from and q.rows_from not in seen_q:
             raise ValueError(f"query {q.name}: rows_from {q.rows_from} must come before it")
+        if q.parallel and (q.target != "postgres" or q.min_interval_seconds > 0 or q.rows_from):
+            raise ValueError(f"query {q.name}: only an every-scrape PostgreSQL query can run "
+                             "in parallel")

@@ -1,7 +1,7 @@
 -- Per-agent heartbeat health, for at most max_agents agents (the most overdue first, so the
--- agents an alert is about are always among the labelled ones), with the totals over all of them
--- on every row (window aggregates over the same pass): the agent_summary query reads its
--- bgdb_agents_* samples from the first row instead of repeating the whole search.
+-- agents an alert is about are always among the labelled ones), after a first row with the
+-- totals over all of them (no agent_id, no per-agent values): the agent_summary query reads its
+-- bgdb_agents_* samples from that row instead of repeating the whole search.
 -- bgdb_agents_labelled < bgdb_agents_expected_heartbeat means some agents have no per-agent
 -- series (max_agents); bgdb_agents_missed_heartbeats_max covers all.
 -- Agents whose state says they were shut down are left out: they are not expected to beat.
@@ -57,7 +57,7 @@ live AS MATERIALIZED (
     LEFT JOIN recent AS r ON r.agent_id = a.agent_id
     WHERE lower(a.state) NOT IN ('stopped', 'terminated', 'shutdown')
 ),
-aged AS (
+aged AS MATERIALIZED (
     SELECT
         agent_id,
         started_at,
@@ -66,22 +66,45 @@ aged AS (
             greatest(date_part('epoch', last_heartbeat), beat[1]), date_part('epoch', since)
         ), 0) AS age
     FROM live
+),
+totals AS (
+    SELECT count(*) AS n, coalesce(max(age), 0) AS worst FROM aged
 )
--- One JSON array of the rows (json_rows in exporters/queries.py: 200 rows of 8 values would
--- cost the pure-Python client more than the query).
-SELECT coalesce(json_agg(t), '[]') AS rows
+-- One JSON value (json_rows in exporters/queries.py, the "columns" form): the column names once,
+-- then one array per row. 200 rows of 8 values would cost the pure-Python client more than the
+-- query, and 200 objects keyed by the metric names cost the server more than arrays.
+SELECT json_build_object(
+    'columns', json_build_array(
+        'agent_id', 'bgdb_agent_last_heartbeat_age_seconds', 'bgdb_agent_missed_heartbeats',
+        'bgdb_agent_error_count', 'bgdb_agent_uptime_seconds', 'bgdb_agents_expected_heartbeat',
+        'bgdb_agents_labelled', 'bgdb_agents_missed_heartbeats_max'),
+    'rows', json_agg(json_build_array(
+        t.agent_id, t.bgdb_agent_last_heartbeat_age_seconds, t.bgdb_agent_missed_heartbeats,
+        t.bgdb_agent_error_count, t.bgdb_agent_uptime_seconds, t.bgdb_agents_expected_heartbeat,
+        t.bgdb_agents_labelled, t.bgdb_agents_missed_heartbeats_max))
+) AS rows
 FROM (
     SELECT
+        NULL AS agent_id,
+        NULL::float8 AS bgdb_agent_last_heartbeat_age_seconds,
+        NULL::float8 AS bgdb_agent_missed_heartbeats,
+        NULL::float8 AS bgdb_agent_error_count,
+        NULL::float8 AS bgdb_agent_uptime_seconds,
+        n AS bgdb_agents_expected_heartbeat,
+        least(n, %(max_agents)s) AS bgdb_agents_labelled,
+        floor(worst / %(heartbeat_interval_seconds)s) AS bgdb_agents_missed_heartbeats_max
+    FROM totals
+    UNION ALL
+    (SELECT
         agent_id,
-        age AS bgdb_agent_last_heartbeat_age_seconds,
-        floor(age / %(heartbeat_interval_seconds)s) AS bgdb_agent_missed_heartbeats,
-        error_count AS bgdb_agent_error_count,
-        date_part('epoch', now() - started_at) AS bgdb_agent_uptime_seconds,
-        count(*) OVER () AS bgdb_agents_expected_heartbeat,
-        least(count(*) OVER (), %(max_agents)s) AS bgdb_agents_labelled,
-        floor(max(age) OVER () / %(heartbeat_interval_seconds)s)
-            AS bgdb_agents_missed_heartbeats_max
+        age,
+        floor(age / %(heartbeat_interval_seconds)s),
+        error_count,
+        date_part('epoch', now() - started_at),
+        NULL,
+        NULL,
+        NULL
     FROM aged
     ORDER BY age DESC, agent_id
-    LIMIT %(max_agents)s
+    LIMIT %(max_agents)s)
 ) AS t

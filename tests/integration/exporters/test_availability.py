@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import gzip
 import hashlib
 import ipaddress
 import os
@@ -30,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.config import build_config
 from exporters.http import start_server
@@ -255,6 +257,8 @@ def test_cli_serves_and_stops_on_sigterm(monitor_dsn: str, tmp_path: Path) -> No
         assert "process_resident_memory_bytes" in body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        assert "first scrape (at start) took" in proc.stdout.read()  # before it listened
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -353,3 +357,30 @@ pidfile = {workdir}/pgbouncer.pid
             proc.terminate()
             proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_endpoint_serves_the_collectors_own_exposition(make_collector: CollectorFactory) -> None:
+    # What `python3 -m exporters` serves: the collector's families through exporters/exposition
+    # (gzip when asked), read back by client_python's parser: the same series as collect().
+    collector, registry = make_collector()
+    expected = set(Scrape(registry).samples)
+    cfg = build_config({"listen_address": "127.0.0.1", "port": free_port(),
+                        "dsn": collector.cfg.dsn})
+    server = start_server(collector.exposition, cfg)
+    try:
+        url = f"http://127.0.0.1:{cfg.port}/metrics"
+        with urllib.request.urlopen(url, timeout=15) as resp:
+            assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            body = resp.read().decode()
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            zipped = gzip.decompress(resp.read()).decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    for text in (body, zipped):
+        got = {(s.name, frozenset(s.labels.items()))
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+        assert got == expected
+    assert "bgdb_up 1.0\n" in body

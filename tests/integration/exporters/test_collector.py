@@ -18,7 +18,7 @@ import pytest
 from exporters.config import DEFAULT_SQL_DIR
 from exporters.latency import quantile
 
-from .conftest import CollectorFactory, Scrape
+from .conftest import CollectorFactory, Scrape, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -428,8 +428,8 @@ def test_scrape_budget_skips_the_remaining_queries(
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
     for slow in ("connections.sql", "locks.sql"):  # slow, but each within statement_timeout
         (sql_dir / slow).write_text("SELECT pg_sleep(1.1)::text AS state, 1 AS bgdb_pg_x")
-    _, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=2,
-                                 scrape_timeout_seconds=2)
+    collector, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=2,
+                                         scrape_timeout_seconds=2)
     started = time.monotonic()
     s = Scrape(registry)
     assert time.monotonic() - started < 2 + 2 + 1
@@ -437,3 +437,64 @@ def test_scrape_budget_skips_the_remaining_queries(
     assert (s.get("bgdb_exporter_queries_skipped_total") or 0) > 0
     assert s.get("bgdb_pg_max_connections") is not None  # the probe ran first
     assert s.get("bgdb_statement_latency_seconds_count") is None  # the histogram runs last
+    # The batch outlived statement_timeout and no query failed alone: the next scrapes run
+    # one by one (here the budget is spent before the histogram again), no batch is tried.
+    s = Scrape(registry)
+    assert collector.batches == 0 and collector.running_alone == frozenset()
+    assert s.get("bgdb_pg_max_connections") is not None
+
+
+def test_one_batch_per_scrape_a_failing_query_runs_alone_until_it_works(
+    agents_dsn: str, make_collector: CollectorFactory, tmp_path: Path
+) -> None:
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
+    (sql_dir / "queues.sql").write_text(
+        "SELECT count(*) AS bgdb_help_requests_pending FROM later_table")
+    collector, registry = make_collector(sql_dir=str(sql_dir))
+    s = Scrape(registry)  # the batch fails (no such table): its queries ran one by one
+    assert collector.batches == 0 and collector.running_alone == {"queues"}
+    assert s.get("bgdb_exporter_query_errors_total", {"query": "queues"}) == 1
+    assert s.get("bgdb_pg_max_connections") is not None
+    s = Scrape(registry)  # the batch without queues, queues alone (failing again)
+    assert collector.batches == 1 and collector.running_alone == {"queues"}
+    assert s.get("bgdb_exporter_query_errors_total", {"query": "queues"}) == 2
+    assert s.get("bgdb_exporter_query_errors_total", {"query": "databases"}) == 0
+    assert s.get("bgdb_agents_expected_heartbeat") == 0
+    assert s.get("bgdb_help_requests_pending") is None
+    with session(agents_dsn) as conn:
+        conn.execute("CREATE TABLE later_table (id int)")
+        conn.execute("GRANT SELECT ON later_table TO bg_agents_monitor")
+    s = Scrape(registry)  # alone, it works: back in the batch from the next scrape
+    assert s.get("bgdb_help_requests_pending") == 0
+    assert collector.running_alone == frozenset()
+    s = Scrape(registry)
+    assert collector.batches == 3
+    assert s.get("bgdb_help_requests_pending") == 0
+    assert s.get("bgdb_exporter_query_errors_total", {"query": "queues"}) == 2
+    # Each batched query's duration is the server's time on it (clock readings around it).
+    assert 0 <= (s.get("bgdb_exporter_query_duration_seconds", {"query": "queues"}) or -1) < 1
+
+
+def test_parallel_query_falls_back_to_the_main_connection(
+    agents_dsn: str, make_collector: CollectorFactory
+) -> None:
+    seed_agents(agents_dsn)
+    collector, registry = make_collector()
+    s = Scrape(registry)
+    assert s.get("bgdb_exporter_connections_total", {"target": "postgres-parallel"}) == 1
+    assert s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 3
+    # The parallel connection cannot be had (here: its server refuses it); the per-agent query
+    # runs on the main connection in the same scrape, nothing is missing, nothing is counted
+    # as failed.
+    closed = f"host=127.0.0.1 port={free_port()} dbname=x user=bg_agents_monitor"
+    collector._pg_parallel.close_connection()
+    collector._pg_parallel.dsn = closed
+    s = Scrape(registry)
+    assert s.get("bgdb_up") == 1
+    assert s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 3
+    assert s.get("bgdb_agents_expected_heartbeat") == 3
+    errors = {lab["query"]: s.get("bgdb_exporter_query_errors_total", lab)
+              for lab in s.labels("bgdb_exporter_query_errors_total")}
+    assert set(errors.values()) == {0.0}
+    assert s.get("bgdb_exporter_connections_total", {"target": "postgres-parallel"}) == 1

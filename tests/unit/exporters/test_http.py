@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from exporters.http import check_basic_auth
+from exporters.http import check_basic_auth, gzip_accepted
 
 DIGEST = hashlib.sha256(b"s3cret:with:colons").hexdigest()
 
@@ -34,3 +34,11 @@ def test_right_credentials() -> None:
 )
 def test_refused(value: str | None) -> None:
     assert not check_basic_auth(value, "prom", DIGEST)
+
+
+def test_gzip_accepted() -> None:
+    assert gzip_accepted("gzip")
+    assert gzip_accepted("deflate, GZIP;q=0.5")
+    assert not gzip_accepted(None)
+    assert not gzip_accepted("")
+    assert not gzip_accepted("x-gzip-not, br")

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from exporters.collector import (
     derived_rows,
@@ -19,6 +19,7 @@ from exporters.collector import (
     metric_value,
 )
 from exporters.config import DEFAULT_SQL_DIR
+from exporters.exposition import to_metric
 from exporters.queries import QUERIES, STATEMENTS_QUERY, QuerySpec, check_table, counter, gauge
 
 
@@ -51,19 +52,24 @@ def test_load_sql_reads_postgres_files_and_keeps_show_commands() -> None:
     assert sql["pgbouncer_pools"] == "SHOW POOLS"
 
 
+def metrics(spec: QuerySpec, rows: list[dict[str, Any]]) -> list[Metric]:
+    """families_from_rows as client_python's objects (what collect() yields)."""
+    return [to_metric(f) for f in families_from_rows(spec, rows)]
+
+
 def test_families_from_rows_with_labels_counters_and_nulls() -> None:
     spec = QuerySpec("t", "postgres", "t.sql", (
         gauge("bgdb_t_size_bytes", "size"),
         counter("bgdb_t_reads_total", "reads"),
     ), labels=("schema", "table"))
-    rows: list[dict[str, object]] = [
+    rows: list[dict[str, Any]] = [
         {"schema": "public", "table": "a", "bgdb_t_size_bytes": Decimal("10.5"),
          "bgdb_t_reads_total": 3},
         {"schema": "public", "table": "b", "bgdb_t_size_bytes": None, "bgdb_t_reads_total": 7},
     ]
-    size, reads = families_from_rows(spec, rows)
+    size, reads = metrics(spec, rows)
     assert size.type == "gauge" and reads.type == "counter"
-    assert isinstance(reads, CounterMetricFamily) and reads.name == "bgdb_t_reads"
+    assert reads.name == "bgdb_t_reads"  # client_python's counter family name
     assert [(s.labels, s.value) for s in size.samples] == [
         ({"schema": "public", "table": "a"}, 10.5)]  # NULL: no sample
     assert [(s.name, s.labels["table"], s.value) for s in reads.samples] == [
@@ -80,12 +86,12 @@ def test_pgbouncer_columns_scale_rename_and_skip() -> None:
          "sv_active": 0, "sv_idle": 0, "sv_used": 0, "sv_tested": 0, "sv_login": 0,
          "maxwait": 0, "maxwait_us": 0, "pool_mode": "statement"},
     ]
-    fams = {f.name: f for f in families_from_rows(pools, rows)}
+    fams = {f.name: f for f in metrics(pools, rows)}
     wait = fams["bgdb_pgbouncer_pool_max_wait_seconds"].samples
     assert [(s.labels, s.value) for s in wait] == [({"database": "agents", "user": "app"}, 1.25)]
     assert fams["bgdb_pgbouncer_pool_server_other"].samples[0].value == 2
     databases = next(q for q in QUERIES if q.name == "pgbouncer_databases")
-    fams = {f.name: f for f in families_from_rows(databases, [
+    fams = {f.name: f for f in metrics(databases, [
         {"name": "agents", "pool_size": 20, "reserve_pool": 0, "current_connections": 5,
          "max_connections": 0, "paused": 0, "disabled": 0}])}
     assert fams["bgdb_pgbouncer_database_pool_size"].samples[0].labels == {"database": "agents"}
@@ -121,11 +127,11 @@ def test_agent_summary_rides_on_agent_heartbeat_rows() -> None:
         {"agent_id": "a2", "bgdb_agents_expected_heartbeat": 5, "bgdb_agents_labelled": 2,
          "bgdb_agents_missed_heartbeats_max": 8},
     ]
-    fams = {f.name: f for f in families_from_rows(summary, derived_rows(summary, rows))}
+    fams = {f.name: f for f in metrics(summary, derived_rows(summary, rows))}
     assert [s.value for s in fams["bgdb_agents_expected_heartbeat"].samples] == [5]
     assert [s.value for s in fams["bgdb_agents_missed_heartbeats_max"].samples] == [8]
     # No agent expected to beat: the totals are 0, not missing.
-    fams = {f.name: f for f in families_from_rows(summary, derived_rows(summary, []))}
+    fams = {f.name: f for f in metrics(summary, derived_rows(summary, []))}
     assert [s.value for s in fams["bgdb_agents_labelled"].samples] == [0]
 
 
@@ -144,8 +150,14 @@ def test_json_rows_queries_return_one_json_array() -> None:
     rows = [{"agent_id": "a1", "bgdb_agent_missed_heartbeats": 3.0}]
     assert json_rows("q", [{"rows": rows}]) == rows
     assert json_rows("q", [{"rows": []}]) == []
+    # The "columns" form: names once, one array per row.
+    assert json_rows("q", [{"rows": {"columns": ["agent_id", "bgdb_agent_missed_heartbeats"],
+                                     "rows": [["a1", 3.0]]}}]) == rows
+    assert json_rows("q", [{"rows": {"columns": ["a"], "rows": None}}]) == []
     bads: list[list[dict[str, Any]]] = [
-        [], [{"rows": None}], [{"rows": [1, 2]}], [{"rows": []}, {"rows": []}]]
+        [], [{"rows": None}], [{"rows": [1, 2]}], [{"rows": []}, {"rows": []}],
+        [{"rows": {"columns": ["a", "b"], "rows": [[1]]}}], [{"rows": {"columns": ["a"]}}],
+        [{"rows": {"columns": ["a"], "rows": [{"a": 1}]}}]]
     for bad in bads:
         with pytest.raises(psycopg.DataError, match="q: expected one row"):
             json_rows("q", bad)
