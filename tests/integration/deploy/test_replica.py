@@ -303,17 +303,6 @@ def test_removing_and_re_adding_a_replica(lab: Deployed) -> None:
     assert start_time(rep1) == rep1_started, "rep1 was restarted while rep2 came and went"
 
 
-def test_second_deploy_changes_nothing_and_copies_nothing(lab: Deployed) -> None:
-    before = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
-    again = lab.deploy()
-    print(f"second deploy: {again.describe()}")
-    assert again.returncode == 0, again.report()
-    assert again.total_ops > 40, "the results table was not read"
-    assert again.changed == [], f"second deploy changed: {again.changed}"
-    after = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
-    assert after == before, "a no-change deploy restarted (or copied again) a server"
-
-
 def test_readiness_checks_pass_on_primary_and_replicas(lab: Deployed, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "checks/test_replica.py",
@@ -356,7 +345,8 @@ def test_streaming_and_slot_checks_fail_while_the_wal_receiver_is_down(
             conn.execute("ALTER SYSTEM RESET primary_conninfo")
             conn.execute("SELECT pg_reload_conf()")
     wait_for("rep2 streams again", lambda: value(
-        rep2.address, "SELECT status FROM pg_stat_wal_receiver", "postgres") == "streaming", 30)
+        rep2.address, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        "postgres") == 1, 30)
     wait_for("slot active", lambda: value(
         host(lab, "db1").address, "SELECT active FROM pg_replication_slots WHERE "
         f"slot_name = '{slot}'", "postgres") is True, 15)
@@ -410,6 +400,8 @@ def test_promote_rep1_after_the_primary_stops(lab: Deployed) -> None:
     print(f"promotion took {time.monotonic() - started:.1f}s:\n{out.stdout}")
     assert out.returncode == 0, out.stdout + out.stderr
     assert value(rep1, "SELECT pg_is_in_recovery()", "postgres") is False
+    assert value(rep1, "SELECT timeline_id FROM pg_control_checkpoint()", "postgres") == 2, \
+        "pg_control still names the old timeline: pgBackRest would refuse to back up"
     for address in (rep1, rep2):
         assert value(address, "SELECT count(*) FROM probe") == committed, \
             f"rows committed on the old primary are missing on {address}"
@@ -443,8 +435,8 @@ def test_after_promotion_the_deploy_rebuilds_the_old_primary_as_a_replica(lab: D
     _set_groups(lab, "rep1", ["postgres_primary", "monitoring"])
     _set_groups(lab, "db1", ["postgres_replicas"])
     rep2_started = start_time(rep2)
-    # Until the spread checkpoint after the promotion ends, pg_control names timeline 1 and
-    # pgBackRest refuses to back up (the deploy checkpoints first); the test may land either side.
+    # bgdb.promote checkpointed; after a promotion by other means, pg_control names timeline 1
+    # until the spread checkpoint ends and the deploy checkpoints before the first backup.
     print("rep1 before the deploy (pg_control, WAL timeline): " + str(value(
         rep1, "SELECT (SELECT timeline_id FROM pg_control_checkpoint()) || ', ' || "
         "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", "postgres")))
@@ -478,8 +470,11 @@ def test_after_promotion_the_deploy_rebuilds_the_old_primary_as_a_replica(lab: D
     assert ssh(lab, "db1", f"systemctl is-active {both} || true").split() == ["inactive"] * 4
 
     before = {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")}
+    # The module's no-change deploy (one, for CI time): every replica and primary operation
+    # runs here too, on hosts first deployed (rep1), copied again (rep2) and rebuilt (db1).
     again = lab.deploy()
     print(f"deploy after the rebuild: {again.describe()}")
     assert again.returncode == 0, again.report()
+    assert again.total_ops > 40, "the results table was not read"
     assert again.changed == [], f"a deploy after the rebuild changed: {again.changed}"
     assert {s: start_time(host(lab, s).address) for s in ("db1", "rep1", "rep2")} == before
