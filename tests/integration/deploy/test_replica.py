@@ -277,13 +277,17 @@ def _deploy(lab: Deployed, **extra: object) -> DeployResult:
 
 
 def test_removing_and_re_adding_a_replica(lab: Deployed) -> None:
-    """Removed: its slot stays until postgres_drop_orphan_slots; re-added with
+    """Removed (and shut down): its slot stays until postgres_drop_orphan_slots; re-added with
     postgres_replica_reclone: copied again, while rep1 is never touched."""
     primary, rep1 = host(lab, "db1").address, host(lab, "rep1").address
     slot = replication_slot_name(host(lab, "rep2").name)
     rep1_started = start_time(rep1)
     slot_count = f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
     _set_groups(lab, "rep2", [])
+    # Removed hosts are shut down. A running rep2 would stream again as soon as the re-adding
+    # deploy recreates its slot (while its WAL is still on the primary), and the deploy rightly
+    # never copies a streaming replica: whether it copied would depend on that race.
+    ssh(lab, "rep2", f"systemctl stop {UNIT}")
     try:
         kept = _deploy(lab)
         assert value(primary, slot_count, "postgres") == 1, "slot dropped without the flag"
