@@ -9,7 +9,8 @@ Steps (each prints one line):
    chosen one is refused unless --force (the others could not follow a replica behind them).
 3. On the chosen replica, still a standby: a slot for each other replica (same names as the
    deploy's), so the WAL they need is kept from the start.
-4. pg_promote() on the chosen replica; its replica drop-in is removed.
+4. pg_promote() on the chosen replica, then a CHECKPOINT (pg_control on the new timeline, which
+   pgBackRest needs to back it up); its replica drop-in is removed.
 5. The other replicas get the replica drop-in the deploy would render for the new primary and
    reload (primary_conninfo is reloadable); they follow it onto its new timeline, and the
    command waits until each one streams from it.
@@ -178,9 +179,15 @@ def promote(name: str, *, force: bool = False, timeout: float = 60.0,
     if promoted != "t" or _sql(new, "SELECT pg_is_in_recovery()") != "f":
         raise OperatorError(f"{chosen.name}: pg_promote() did not finish within {timeout:.0f} s; "
                             f"see journalctl -u {new.pg.unit}")
+    # PostgreSQL only requests a spread checkpoint after a promotion: until it ends, pg_control
+    # names the old timeline and pgBackRest refuses every backup ("WAL timeline 2 does not
+    # match pg_control timeline 1"). Checkpoint now, so backups work from here on.
+    _sql(new, "CHECKPOINT")
+    timeline = _sql(new, "SELECT timeline_id FROM pg_control_checkpoint()")
     _run(new, f"rm -f {new.pg.conf_dir}/{replica.DROP_IN}")
     _sql(new, "SELECT pg_reload_conf()")
-    say(f"{chosen.name}: promoted, now the primary (writable)")
+    say(f"{chosen.name}: promoted, now the primary (writable), checkpointed on timeline "
+        f"{timeline}")
 
     head = replica.Member(chosen.name, chosen.address, new.pg.port)
     for n, t in followers.items():

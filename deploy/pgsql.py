@@ -30,7 +30,9 @@ class PsqlRows(FactBase[list[list[str]] | None]):
 
     def command(self, query: str, database: str = "postgres", port: int = 5432) -> str:
         sock = f"/var/run/postgresql/.s.PGSQL.{port}"
-        run = psql(query, database=database, port=port, extra="-F $'\\t'")
+        # A tab quoted for sh (dash): pyinfra runs facts with `sh -c`, where bash's $'\t' is
+        # the literal `$\t` and every row would come back as one column.
+        run = psql(query, database=database, port=port, extra=f"-F {shlex.quote(chr(9))}")
         return (f"if [ -S {sock} ]; then {run} 2>/dev/null || echo {_ERROR}; "
                 f"else echo {_NO_SERVER}; fi")
 
