@@ -294,9 +294,6 @@ def test_removing_and_re_adding_a_replica(lab: Deployed) -> None:
         assert f"{slot} belong to no replica" in kept.output
         _deploy(lab, postgres_drop_orphan_slots=True)
         assert value(primary, slot_count, "postgres") == 0, "orphan slot not dropped"
-        # A retired replica is shut down; a running one would stream again as soon as its slot
-        # is back, and the deploy rightly never copies a streaming replica.
-        ssh(lab, "rep2", f"systemctl stop {UNIT}")
     finally:
         _set_groups(lab, "rep2", ["postgres_replicas"])
     last = write_rows(primary, "before re-adding rep2", 10)
