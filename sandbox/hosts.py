@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -76,18 +78,21 @@ def default_specs(count: int) -> list[HostSpec]:
 def up(lab_name: str, specs: list[HostSpec]) -> Lab:
     """Boot the lab's hosts from scratch (cleaning whatever a crashed run left) and wait for ssh."""
     _check_environment()
-    down(lab_name)
-    network.ensure_bridge()
-    network.ensure_apt_proxy()
-    base = image.ensure_image(network.proxy_url())
-    key = _ensure_ssh_key()
-    index = _free_lab_index(lab_name)
-    hosts = [
-        Host(f"{lab_name}-{s.name}", str(paths.host_address(index, i)), list(s.groups))
-        for i, s in enumerate(specs, start=1)
-    ]
-    lab = Lab(lab_name, index, hosts, str(key), str(paths.LABS / lab_name / "known_hosts"))
-    lab.save()  # saved before booting so `down` finds everything even if boot fails half-way
+    with _shared_lock():
+        down(lab_name)
+        network.ensure_bridge()
+        network.ensure_apt_proxy()
+        base = image.ensure_image(network.proxy_url())
+        key = _ensure_ssh_key()
+        index = _free_lab_index(lab_name)
+        hosts = [
+            Host(f"{lab_name}-{s.name}", str(paths.host_address(index, i)), list(s.groups))
+            for i, s in enumerate(specs, start=1)
+        ]
+        lab = Lab(lab_name, index, hosts, str(key), str(paths.LABS / lab_name / "known_hosts"))
+        # Saved before booting (and before the lock is released): `down` finds everything even
+        # if boot fails half-way, and no other lab takes this index or tears the bridge down.
+        lab.save()
     _write_known_hosts(lab, image.host_key(base))
     try:
         for host in hosts:
@@ -114,8 +119,9 @@ def down(lab_name: str) -> None:
         _unmount_tree(lab_dir / "hosts" / name)
         _remove_cgroup(name)
     shutil.rmtree(lab_dir, ignore_errors=True)
-    if not _dirs(paths.LABS):
-        _teardown_shared()
+    with _shared_lock():
+        if not _dirs(paths.LABS):
+            _teardown_shared()
 
 
 def down_all() -> None:
@@ -124,7 +130,8 @@ def down_all() -> None:
     # Anything named like ours that no lab claims any more (a lab dir deleted by hand).
     for ns in network.stale_namespaces():
         network.remove_host_network(ns.removeprefix("bgdb-"), None)
-    _teardown_shared()
+    with _shared_lock():
+        _teardown_shared()
 
 
 def leftovers(keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
@@ -150,6 +157,28 @@ def leftovers(keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
         if (paths.ACNG_DIR / "acng.pid").exists():
             found.append("apt-cacher-ng")
     return found
+
+
+_lock_depth = 0
+
+
+@contextlib.contextmanager
+def _shared_lock() -> Iterator[None]:
+    """Labs come and go concurrently (two test workers, several checkouts): the bridge, the apt
+    proxy, the base image and the choice of a lab's addresses are set up, and torn down when the
+    last lab goes, under one machine-wide lock (re-entrant: `up` calls `down`)."""
+    global _lock_depth
+    if _lock_depth:
+        yield
+        return
+    paths.ROOT.mkdir(parents=True, exist_ok=True)
+    with open(paths.ROOT / ".shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
 
 
 def _teardown_shared() -> None:
