@@ -23,8 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # must not race between two workers, so the second one keeps its secrets apart.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     if worker != "gw0" and "BGDB_SECRETS_DIR" not in os.environ:
-        root = Path(config.rootpath)
-        os.environ["BGDB_SECRETS_DIR"] = str(root / ".secrets" / "workers" / worker)
+        workers = Path(config.rootpath) / ".secrets" / "workers"
+        workers.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["BGDB_SECRETS_DIR"] = str(workers / worker)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

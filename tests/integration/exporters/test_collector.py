@@ -362,16 +362,22 @@ def test_replication_slot_metrics(agents_dsn: str, make_collector: CollectorFact
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
+def queries_with(tmp_path: Path, replaced: dict[str, str]) -> Path:
+    """A copy of the exporter's query directory with some files' SQL replaced."""
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
+    for name, text in replaced.items():
+        (sql_dir / name).write_text(text)
+    return sql_dir
+
+
 def test_a_failing_or_slow_query_does_not_blank_the_others(
     agents_dsn: str, make_collector: CollectorFactory, tmp_path: Path
 ) -> None:
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-    (sql_dir / "queues.sql").write_text(
-        "SELECT count(*) AS bgdb_help_requests_pending FROM no_such_table")
-    (sql_dir / "llm.sql").write_text(
-        "SELECT 'm' AS model, 1 AS bgdb_llm_calls_5m, 1 AS bgdb_llm_input_tokens_5m,"
-        " 1 AS bgdb_llm_output_tokens_5m, pg_sleep(5)::text::int AS bgdb_llm_cost_5m")
+    sql_dir = queries_with(tmp_path, {
+        "queues.sql": "SELECT count(*) AS bgdb_help_requests_pending FROM no_such_table",
+        "llm.sql": "SELECT 'm' AS model, 1 AS bgdb_llm_calls_5m, 1 AS bgdb_llm_input_tokens_5m,"
+                   " 1 AS bgdb_llm_output_tokens_5m, pg_sleep(5)::text::int AS bgdb_llm_cost_5m"})
     _, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=0.5)
     started = time.monotonic()
     s = Scrape(registry)
@@ -424,10 +430,8 @@ def test_backup_status_file(agents_dsn: str, make_collector: CollectorFactory,
 def test_scrape_budget_skips_the_remaining_queries(
     agents_dsn: str, make_collector: CollectorFactory, tmp_path: Path
 ) -> None:
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-    for slow in ("connections.sql", "locks.sql"):  # slow, but each within statement_timeout
-        (sql_dir / slow).write_text("SELECT pg_sleep(1.1)::text AS state, 1 AS bgdb_pg_x")
+    slow = "SELECT pg_sleep(1.1)::text AS state, 1 AS bgdb_pg_x"  # each within the timeout
+    sql_dir = queries_with(tmp_path, {"connections.sql": slow, "locks.sql": slow})
     collector, registry = make_collector(sql_dir=str(sql_dir), statement_timeout_seconds=2,
                                          scrape_timeout_seconds=2)
     started = time.monotonic()
@@ -447,10 +451,8 @@ def test_scrape_budget_skips_the_remaining_queries(
 def test_one_batch_per_scrape_a_failing_query_runs_alone_until_it_works(
     agents_dsn: str, make_collector: CollectorFactory, tmp_path: Path
 ) -> None:
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-    (sql_dir / "queues.sql").write_text(
-        "SELECT count(*) AS bgdb_help_requests_pending FROM later_table")
+    sql_dir = queries_with(tmp_path, {
+        "queues.sql": "SELECT count(*) AS bgdb_help_requests_pending FROM later_table"})
     collector, registry = make_collector(sql_dir=str(sql_dir))
     s = Scrape(registry)  # the batch fails (no such table): its queries ran one by one
     assert collector.batches == 0 and collector.running_alone == {"queues"}
