@@ -250,7 +250,7 @@ class BgdbCollector(Collector):
         names = [q.name for q in (*queries, STATEMENTS_QUERY) if q.target in targets]
         self._errors: dict[str, int] = dict.fromkeys(names, 0)
         self._durations: dict[str, float] = {}  # written by the scrape's two threads too
-        self._skipped: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
+        self._skipped = 0
         self._connect_errors: dict[str, int] = {"postgres": 0, "pgbouncer": 0}
         self._scrapes = 0
         self._backup_errors = 0
@@ -464,7 +464,7 @@ class BgdbCollector(Collector):
                 # spent.
                 if (i > 0 or up) and time.monotonic() >= deadline:
                     left = sum(1 for s in specs[i:] if s.name not in results and not s.rows_from)
-                    self._skipped[target] += left
+                    self._skipped += left
                     log.warning("scrape budget spent: %d %s queries skipped", left, target)
                     break
                 try:
@@ -483,7 +483,7 @@ class BgdbCollector(Collector):
                         log.warning("%s unreachable (%s): %s", target, spec.name, _one_line(exc))
                         return False
                     self._errors[spec.name] += 1
-                    if retry or spec.name in self._solo:
+                    if retry:  # a query already solo stays so
                         self._solo.add(spec.name)
                     log.warning("query %s failed: %s", spec.name, _one_line(exc))
                     up = True
@@ -565,7 +565,7 @@ class BgdbCollector(Collector):
         out.append(_counter(
             "bgdb_exporter_queries_skipped",
             "Queries not run because the scrape budget (scrape_timeout_seconds) was spent.",
-            sum(self._skipped.values())))
+            self._skipped))
         out.append(_counter("bgdb_exporter_scrapes", "Scrapes served.", self._scrapes))
         conns = _counter("bgdb_exporter_connections", "Database connections opened (reconnects).")
         conns.add(float(self._pg.connects), (("target", "postgres"),))
