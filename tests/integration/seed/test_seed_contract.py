@@ -127,7 +127,18 @@ def test_materialized_view_has_the_seeds_columns_and_meaning(deployed: Deployed)
 def test_seed_troubleshooting_queries_as_the_monitor_role(deployed: Deployed, path: str) -> None:
     with session(dsn(deployed, MONITOR, PORTS[path]), autocommit=True) as conn:
         results = {name: [by_name(conn, s) for s in stmts]
-                   for name, stmts in fixtures("troubleshooting").items()}
+                   for name, stmts in fixtures("troubleshooting").items()
+                   if name != "table_bloat"}
+        # The seed's bloat query is wrong on every PostgreSQL: pg_stat_user_tables names the
+        # table `relname` (`tablename` is pg_tables'). Verbatim, it fails so; with that one name
+        # corrected, it runs.
+        (bloat_query,) = fixture("troubleshooting/table_bloat.sql")
+        with pytest.raises(psycopg.errors.UndefinedColumn, match='column "tablename" does not'):
+            conn.execute(bloat_query)
+        corrected = bloat_query.replace("schemaname, tablename,",
+                                        "schemaname, relname AS tablename,")
+        assert corrected != bloat_query
+        results["table_bloat"] = [by_name(conn, corrected)]
     (count,), long_running = results["connections"]
     assert count["count"] >= 1
     assert all(r["state"] != "idle" for r in long_running)
