@@ -126,11 +126,12 @@ def _cidrs(data: Data, key: str) -> tuple[IPNetwork, ...]:
     """The key's CIDRs; the whole Internet, or a range wider than the bound, only with the loud
     postgres_allow_public_access (which `bgdb check` then flags)."""
     nets: tuple[IPNetwork, ...] = data.get(key)
+    bounds = {v: data.get(f"postgres_cidr_min_prefix_v{v}") for v in (4, 6)}
     if data.get("postgres_allow_public_access"):
         return nets
     for net in nets:
-        bound = data.get(f"postgres_cidr_min_prefix_v{net.version}")
-        if net.prefixlen < bound or net.prefixlen == 0:
+        bound = bounds[net.version]
+        if net.prefixlen < bound:
             raise SettingsError(key, str(net), f"wider than /{bound}: opens the database to "
                                 f"{net.num_addresses:,} addresses; narrow it, or set "
                                 "postgres_allow_public_access = True", data.raw(key)[1])
