@@ -475,8 +475,8 @@ def check_known(data: Mapping[str, Any], source: str) -> None:
         known = known or _pyinfra_keys()
         if name in known:
             continue
-        close = difflib.get_close_matches(str(name), [*KEYS, *known], n=1, cutoff=0.75)
-        hint = f"did you mean {close[0]}? " if close else ""
+        close = difflib.get_close_matches(str(name), [*KEYS, *known], n=3, cutoff=0.75)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise SettingsError(str(name), data[name], f"unknown key: {hint}every key is in "
                             "docs/settings.md", source)
 
