@@ -34,8 +34,9 @@ def saslprep(password: str | bytes) -> bytes:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw  # SASLPREP_INVALID_UTF8
-    mapped = "".join(" " if stringprep.in_table_c12(c) else c
-                     for c in text if not stringprep.in_table_b1(c))
+    # Non-ASCII spaces first: U+200B is in both tables, and saslprep.c makes it a space.
+    mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in text
+                     if stringprep.in_table_c12(c) or not stringprep.in_table_b1(c))
     if not mapped or any(check(c) for c in mapped for check in _PROHIBITED):
         return raw  # SASLPREP_PROHIBITED
     if any(stringprep.in_table_d1(c) for c in mapped) and (
