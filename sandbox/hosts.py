@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -61,7 +61,9 @@ class Lab:
         if not f.exists():
             return None
         data = json.loads(f.read_text())
-        data["hosts"] = [Host(**h) for h in data["hosts"]]
+        # Labs of a newer checkout on the same machine may carry fields this one does not know.
+        known = {f.name for f in fields(Host)}
+        data["hosts"] = [Host(**{k: v for k, v in h.items() if k in known}) for h in data["hosts"]]
         return cls(**data)
 
 
