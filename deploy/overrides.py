@@ -24,6 +24,9 @@ TABLES = Path(__file__).resolve().parent / "pg_settings"
 # Debian's majors: 11 (bullseye) 13, 12 (bookworm) 15, 13 (trixie) 17.
 SHIPPED_MAJORS = (13, 15, 17)
 KEY = "postgres_overrides"
+# An override such as archive_command = '/bin/true' would silently break the WAL chain that
+# point-in-time recovery depends on.
+ARCHIVE_GUCS = ("archive_mode", "archive_command", "archive_library", "archive_timeout")
 
 # The bundle's guarantees: setting -> what to set instead (the message's "allowed" part).
 OWNED: dict[str, str] = {
@@ -40,8 +43,7 @@ OWNED: dict[str, str] = {
                     "set by pg_createcluster (postgres_cluster, postgres_version); pg_hba is "
                     "rendered from the postgres_*_cidrs keys"),
     "unix_socket_directories": "PgBouncer, the exporter and the deploy use /var/run/postgresql",
-    **dict.fromkeys(("archive_mode", "archive_command", "archive_library", "archive_timeout"),
-                    "WAL archiving is set by the backup_* keys, not an override"),
+    **dict.fromkeys(ARCHIVE_GUCS, "WAL archiving is set by the backup_* keys, not an override"),
     **dict.fromkeys(("primary_conninfo", "primary_slot_name", "hot_standby"),
                     "replication is set by deploy/replica.py from the inventory"),
     **dict.fromkeys(("log_destination", "logging_collector", "log_directory", "log_filename",

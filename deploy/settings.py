@@ -250,11 +250,6 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
 
 # --- backups (pgBackRest, pg_dump) and scheduled maintenance -------------------------------------
 
-# Set by the backup settings only: an override such as archive_command = '/bin/true' would
-# silently break the WAL chain that point-in-time recovery depends on.
-ARCHIVE_GUCS = ("archive_mode", "archive_command", "archive_library", "archive_timeout")
-
-
 @dataclass(frozen=True)
 class BackupSettings:
     stanza: str
@@ -285,10 +280,10 @@ class BackupSettings:
 
 def backup_settings(data: Data) -> BackupSettings:
     overrides = data.get("postgres_overrides")
-    for name in ARCHIVE_GUCS:
+    for name in guc.ARCHIVE_GUCS:  # also on a backup host, which reads no other server setting
         if name in overrides:
-            raise SettingsError(f"postgres_overrides.{name}", overrides[name],
-                                "WAL archiving is set by the backup_* keys, not an override")
+            raise SettingsError(f"postgres_overrides.{name}", overrides[name], guc.OWNED[name],
+                                data.raw("postgres_overrides")[1])
     return BackupSettings(
         stanza=data.get("backup_stanza"),
         repo_path=data.get("backup_repo_path"),

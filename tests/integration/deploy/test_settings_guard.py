@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import unicodedata
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +21,7 @@ from tests.sandbox_fixtures import Deployed
 APP_DB, APP_USER = "background_agents", "bg_agents_user"
 CONFIG = ("/etc/postgresql /etc/pgbouncer /etc/bgdb /etc/pgbackrest "
           "/etc/sysctl.d/60-bgdb-postgresql.conf")
-HOSTILE = [
+HOSTILE: list[dict[str, Any]] = [
     {"postgres_alowed_cidrs": ["10.231.0.0/24"]},
     {"pgbouncer_pool_sise": 20},
     {"postgres_allowed_cidrs": ["0.0.0.0/0"]},
