@@ -215,14 +215,14 @@ class File:
 
 
 @dataclass(frozen=True)
-class Names:
-    """A non-empty list of names from `options`, or their comma-separated string; a name may be
-    subtracted with '-' (pgaudit.log's syntax)."""
+class AuditClasses:
+    """pgaudit.log: a non-empty list of classes from `options`, or their comma-separated string;
+    a class may be subtracted with '-'."""
     options: tuple[str, ...]
 
     @property
     def allowed(self) -> str:
-        return f"expected a list of {', '.join(self.options)} (or '-name' to subtract)"
+        return f"expected a list of {', '.join(self.options)} (or '-class' to subtract)"
 
     def parse(self, key: str, value: Any, src: str | None) -> tuple[str, ...]:
         items = value.split(",") if isinstance(value, str) else value
@@ -254,7 +254,7 @@ def _guc_text(value: object) -> str:
 
 
 Kind = (Int | Choice | Flag | Ident | Idents | Strings | Cidrs | Addresses | Address | HostName
-        | Pattern | File | Names | Overrides)
+        | Pattern | File | AuditClasses | Overrides)
 
 CALENDAR = Pattern(_CALENDAR.pattern, "expected a systemd OnCalendar expression such as "
                    "'Sun *-*-* 01:00:00'")
@@ -333,7 +333,7 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("postgres_superuser_reserved_connections", Int(1, 100), 3, P, "kept for superusers"),
     # audit logging (pgaudit, CIS 3.2)
     Key("postgres_pgaudit", Flag(), True, "audit", "False: the next deploy drops the extension"),
-    Key("postgres_pgaudit_log", Names(PGAUDIT_CLASSES), ["ddl", "role"], "audit",
+    Key("postgres_pgaudit_log", AuditClasses(PGAUDIT_CLASSES), ["ddl", "role"], "audit",
         "pgaudit.log classes; ddl and role are the minimum"),
     Key("postgres_pgaudit_log_relation", Flag(), False, "audit", "a line per relation of every "
         "SELECT/DML: log volume"),
@@ -492,7 +492,9 @@ class Data:
         self._origins = origins or {}
 
     def raw(self, key: str) -> tuple[Any, str | None]:
-        spec = KEYS[key]
+        spec = KEYS.get(key)
+        if spec is None:  # a programming error, not the operator's: declare the key in KEYS
+            raise KeyError(f"settings key {key!r} is not declared in deploy/settings_schema.py")
         if spec.env and self._env.get(spec.env, "") != "":
             return self._env[spec.env], spec.env
         value = self._data.get(key)

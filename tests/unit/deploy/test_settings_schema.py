@@ -12,6 +12,7 @@ from deploy.settings_schema import (
     KEYS_LIST,
     Address,
     Addresses,
+    AuditClasses,
     Choice,
     Cidrs,
     Data,
@@ -22,7 +23,6 @@ from deploy.settings_schema import (
     Idents,
     Int,
     Key,
-    Names,
     Overrides,
     Pattern,
     SettingsError,
@@ -43,7 +43,7 @@ def bad_value(key: Key) -> object:
         Choice: "nonsense", Flag: "yes", Ident: "Bad-Name", Idents: ["Bad Name"],
         Strings: "not a list", Cidrs: ["10.0.0.1/33"], Addresses: ["*"], Address: "eth0",
         HostName: "bad host!", Pattern: "x;\ny z", File: "/nonexistent/file.pem",
-        Names: ["nonsense"], Overrides: "work_mem=16MB",
+        AuditClasses: ["nonsense"], Overrides: "work_mem=16MB",
     }
     return samples[type(kind)]
 
@@ -91,3 +91,8 @@ def test_the_settings_reference_is_up_to_date() -> None:
         "docs/settings.md is out of date: run python -m deploy.settings_doc"
     for key in KEYS:
         assert f"| `{key}` |" in settings_doc.render()
+
+
+def test_reading_an_undeclared_key_is_a_programming_error() -> None:
+    with pytest.raises(KeyError, match="not declared in deploy/settings_schema.py"):
+        Data(BASE, env={}).get("postgres_undeclared")
