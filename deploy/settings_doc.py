@@ -64,7 +64,10 @@ def render() -> str:
         "| setting | why, and what to set instead |",
         "|---|---|",
     ]
-    lines += [f"| `{name}` | {_cell(why)} |" for name, why in sorted(overrides.OWNED.items())]
+    by_reason: dict[str, list[str]] = {}
+    for name, why in overrides.OWNED.items():
+        by_reason.setdefault(why, []).append(f"`{name}`")
+    lines += [f"| {', '.join(names)} | {_cell(why)} |" for why, names in by_reason.items()]
     lines += [f"| `{name}` | only {', '.join(values)} |"
               for name, values in sorted(overrides.NARROWED.items())]
     lines += [

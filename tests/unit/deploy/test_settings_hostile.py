@@ -73,8 +73,8 @@ def refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_data: dict[str
      "settings error: postgres_overrides.password_encryption = 'md5' (from BGDB_EXTRA_DATA): "
      "always scram-sha-256"),
     ({"postgres_overrides": {"hba_file": "/tmp/open.conf"}},
-     "settings error: postgres_overrides.hba_file = '/tmp/open.conf' (from BGDB_EXTRA_DATA): set "
-     "by pg_createcluster"),
+     "settings error: postgres_overrides.hba_file = '/tmp/open.conf' (from BGDB_EXTRA_DATA): the "
+     "bundle renders pg_hba.conf"),
     ({"postgres_overrides": {"archive_command": "/bin/true"}},
      "settings error: postgres_overrides.archive_command = '/bin/true' (from BGDB_EXTRA_DATA): "
      "WAL archiving is set by the backup_* keys"),
