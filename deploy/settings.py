@@ -16,12 +16,11 @@ from pathlib import Path
 
 from deploy import overrides as guc
 from deploy import tuning
-from deploy.settings_schema import PGAUDIT_CLASSES as PGAUDIT_CLASSES
-from deploy.settings_schema import SSL_MODES, Data, SettingsError
-from deploy.settings_schema import UPGRADES_DEFAULT_ORIGINS as UPGRADES_DEFAULT_ORIGINS
+from deploy.settings_schema import PGAUDIT_CLASSES, UPGRADES_DEFAULT_ORIGINS
+from deploy.settings_schema import Data as Data  # re-exported: callers import it from here
+from deploy.settings_schema import SettingsError as SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-__all__ = ["Data", "SettingsError", "SSL_MODES"]  # the schema's, re-exported for callers
 # postgres_version unset: until the deploy decides from the host's facts, Debian 12's major.
 DISTRIBUTION_MAJOR = 15
 # GUCs whose value is a memory size, checked for sense against the host's RAM.
