@@ -179,7 +179,7 @@ class SimAgent:
     async def op(self, kind: str, rng: random.Random) -> None:
         c = self.client
         if kind == "heartbeat":
-            await c.heartbeat({"cpu_percent": rng.uniform(0, 100),
+            await c.heartbeat({"cpu_usage": rng.uniform(0, 100),
                                "memory_mb": rng.uniform(100, 900)})
         elif kind == "metrics":
             for n in range(METRICS_PER_BATCH):
@@ -198,7 +198,8 @@ class SimAgent:
                                             tokens_input=120, tokens_output=240, cost=0.0012,
                                             duration=rng.uniform(0.2, 3.0))
         elif kind == "help":
-            await c.request_help("review", {"n": rng.randrange(100)})
+            await c.request_help("review, please", {"n": rng.randrange(100)},
+                                 request_type="review")
 
     async def run(self, start: float, end: float, tally: Tally) -> None:
         rng = random.Random(self.index)

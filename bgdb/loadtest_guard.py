@@ -172,7 +172,10 @@ def survey(conn: psycopg.Connection[Any]) -> tuple[int, str | None, list[Run]]:
 # the agents too, but deleting them first, bounded in time, spares the cascade's per-partition
 # probes any work.
 CLEANUP: tuple[tuple[str, str], ...] = (
-    ("help_requests", "DELETE FROM help_requests WHERE requesting_agent_id = ANY(%(ids)s)"),
+    # user_id too: the foreign key sets requesting_agent_id NULL if a request slipped in after
+    # this delete and before the agents' (both columns are indexed).
+    ("help_requests", "DELETE FROM help_requests"
+                      " WHERE requesting_agent_id = ANY(%(ids)s) OR user_id = ANY(%(ids)s)"),
     ("agent_communications", "DELETE FROM agent_communications"
                              " WHERE from_agent = ANY(%(ids)s) OR to_agent = ANY(%(ids)s)"),
     ("llm_conversations", "DELETE FROM llm_conversations WHERE agent_id = ANY(%(ids)s)"),
@@ -188,7 +191,8 @@ CLEANUP: tuple[tuple[str, str], ...] = (
 # the agents themselves.
 REMAINING_SQL = """
 SELECT (SELECT count(*) FROM agents WHERE agent_id = ANY(%(ids)s))
-     + (SELECT count(*) FROM help_requests WHERE requesting_agent_id = ANY(%(ids)s))
+     + (SELECT count(*) FROM help_requests
+        WHERE requesting_agent_id = ANY(%(ids)s) OR user_id = ANY(%(ids)s))
      + (SELECT count(*) FROM agent_communications
         WHERE from_agent = ANY(%(ids)s) OR to_agent = ANY(%(ids)s))
 """
