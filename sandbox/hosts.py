@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -61,8 +61,12 @@ class Lab:
         if not f.exists():
             return None
         data = json.loads(f.read_text())
-        data["hosts"] = [Host(**h) for h in data["hosts"]]
-        return cls(**data)
+        # Keys this version does not know (a lab booted by a newer checkout on this machine)
+        # are ignored: that lab's index and addresses are all another lab needs from it.
+        known = {f.name for f in fields(Host)}
+        data["hosts"] = [Host(**{k: v for k, v in h.items() if k in known})
+                         for h in data["hosts"]]
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 def default_specs(count: int) -> list[HostSpec]:
