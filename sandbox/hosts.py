@@ -61,12 +61,13 @@ class Lab:
         if not f.exists():
             return None
         data = json.loads(f.read_text())
-        # Keys this version does not know (a lab booted by a newer checkout on this machine)
-        # are ignored: that lab's index and addresses are all another lab needs from it.
-        known = {f.name for f in fields(Host)}
-        data["hosts"] = [Host(**{k: v for k, v in h.items() if k in known})
+        # Labs are machine-wide: one written by another version of this code may carry fields
+        # this one does not know (e.g. a host's release); what is read here is only its index.
+        known_host = {f.name for f in fields(Host)}
+        data["hosts"] = [Host(**{k: v for k, v in h.items() if k in known_host})
                          for h in data["hosts"]]
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        known_lab = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known_lab})
 
 
 def default_specs(count: int) -> list[HostSpec]:
