@@ -772,8 +772,8 @@ def preflight(targets: Sequence[Target], confirmed: bool) -> None:
                     raise guard.Refused(
                         f"{t.where()}: load test run {r.run} ({len(r.agents)} agents) may still "
                         f"be running (until {r.until:%H:%M:%S} UTC), and two at once measure "
-                        f"nothing: wait for it, or if it was killed remove it with "
-                        f"`bgdb loadtest --cleanup`")
+                        f"nothing: wait for it, or if it has ended (killed, or its cleanup "
+                        f"failed) remove it with `bgdb loadtest --cleanup`")
             for r in runs:
                 print(f"{guard.cleanup(conn, r).line()} (left over from an earlier run)",
                       flush=True)
@@ -799,7 +799,7 @@ def remove_run(targets: Sequence[Target], run: guard.Run) -> bool:
             with session(t.dsn) as conn:
                 print(guard.cleanup(conn, run).line(), flush=True)
         except psycopg.Error as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             print(f"could not remove load test run {run.run} from {t.where()}: {detail}; the "
                   f"next load test (or `bgdb loadtest --cleanup`) removes it", file=sys.stderr)
             ok = False
