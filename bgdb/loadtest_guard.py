@@ -145,16 +145,16 @@ def runs_from_rows(rows: Iterable[tuple[str, datetime, str | None]]) -> list[Run
 
 
 # (Statements without parameters: a % is LIKE's, not a placeholder.)
-RUN_AGENTS_SQL = """
+LEGACY_SQL = ("(agent_id ~ '^bench-[0-9]{5}$' AND type = 'bench'"
+              " AND coalesce(name, '') = 'bench agent')")
+RUN_AGENTS_SQL = f"""
 SELECT agent_id, coalesce(created_at, started_at, now()), metadata -> 'bgdb_loadtest' ->> 'until'
 FROM agents
-WHERE agent_id LIKE 'bgdb-loadtest-%'
-   OR (agent_id ~ '^bench-[0-9]{5}$' AND type = 'bench' AND name = 'bench agent')
+WHERE agent_id LIKE 'bgdb-loadtest-%' OR {LEGACY_SQL}
 """
-FOREIGN_SQL = """
+FOREIGN_SQL = f"""
 SELECT count(*), min(agent_id) FROM agents
-WHERE agent_id NOT LIKE 'bgdb-loadtest-%'
-  AND NOT (agent_id ~ '^bench-[0-9]{5}$' AND type = 'bench' AND name = 'bench agent')
+WHERE agent_id NOT LIKE 'bgdb-loadtest-%' AND NOT {LEGACY_SQL}
 """
 
 
