@@ -110,3 +110,9 @@ def test_removed_says_what_went() -> None:
     removed = guard.Removed("aa", {"help_requests": 740, "agents": 50, "system_events": 0}, 0.42)
     assert removed.line() == ("load test run aa: removed 790 rows (740 help_requests, 50 agents) "
                               "in 0.4 s")
+
+
+def test_the_rest_of_the_dsn_is_kept_as_given() -> None:
+    dsn = guard.check_target("host=db1 port=6432 user=u password='p w\\'\\\\x' sslmode=require",
+                             HOSTS)
+    assert conninfo_to_dict(dsn)["password"] == "p w'\\x"
