@@ -9,6 +9,7 @@ from deploy import (
     backup,
     exporter,
     maintenance,
+    monitoring,
     pgbouncer,
     postgres,
     replica,
@@ -16,6 +17,7 @@ from deploy import (
     schema,
     upgrades,
 )
+from deploy.monitoring_config import monitoring_settings
 from deploy.settings import (
     Data,
     app_settings,
@@ -72,3 +74,10 @@ if "postgres_replicas" in host.groups:
 # never delays the database deploy.
 if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
     upgrades.configure_upgrades(upgrade_settings(data))
+
+# Node exporters on database and backup hosts; Prometheus and Alertmanager on `monitoring`
+# hosts (a database host in small setups), after its database deploy.
+if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
+    monitoring.install_node_exporter(monitoring_settings(data))
+if "monitoring" in host.groups:
+    monitoring.install_monitoring(monitoring_settings(data), inventory)

@@ -139,6 +139,7 @@ def _sandbox_data(raw_hosts: list[dict[str, Any]]) -> dict[str, Any]:
         "postgres_allowed_cidrs": [controller] + [f"{a}/32" for a in nodes[:1]],
         "postgres_admin_cidrs": [controller],
         "postgres_monitoring_cidrs": [controller],
+        "monitoring_allowed_cidrs": [controller],
     }
 
 

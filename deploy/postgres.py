@@ -7,13 +7,14 @@ from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
-from pyinfra import host
+from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import backup, certs, pgsql
+from deploy import backup, certs, monitoring, pgsql
+from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
     AppSettings,
@@ -177,7 +178,9 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
         src=as_file("firewall.nft.j2", pg=pg,
                     client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs,
                                      *(ipaddress.ip_network(p) for p in replication_peers))),
-                    monitoring_cidrs=v4(pg.monitoring_cidrs),
+                    monitoring_cidrs=v4((*pg.monitoring_cidrs, *(
+                        ipaddress.ip_network(a) for a in monitoring.monitoring_addresses(
+                            inventory)))),
                     db_ports=[pg.port, pgbouncer_port(Data(host.data.dict())),
                               *pg.extra_ports], monitoring_ports=_monitoring_ports(pg)),
         dest="/etc/bgdb/firewall.nft", mode="0600", create_remote_dir=True,
@@ -192,9 +195,12 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
 
 
 def _monitoring_ports(pg: PostgresSettings) -> list[int]:
-    """The exporter's port, open to postgres_monitoring_cidrs only (deploy/exporter.py)."""
-    ex = exporter_settings(Data(host.data.dict()), pg)
-    return [ex.port] if ex.enabled else []
+    """The exporter's and the node exporter's ports, open to postgres_monitoring_cidrs and the
+    monitoring hosts only (deploy/exporter.py, deploy/monitoring.py)."""
+    data = Data(host.data.dict())
+    ex = exporter_settings(data, pg)
+    node = [NODE_EXPORTER_PORT] if monitoring_settings(data).node_exporter else []
+    return ([ex.port] if ex.enabled else []) + node
 
 
 class ClusterExists(FactBase[bool]):

@@ -24,6 +24,7 @@ CONCERNS = {
     "upgrades": "Security updates (unattended-upgrades)",
     "pgbouncer": "PgBouncer",
     "exporter": "The bgdb exporter",
+    "monitoring": "Prometheus, Alertmanager, node exporters (the `monitoring` group)",
     "readiness": "Readiness evidence (`bgdb check`)",
 }
 

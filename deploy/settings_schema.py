@@ -440,6 +440,28 @@ KEYS_LIST: tuple[Key, ...] = (
         "password in .secrets/passwords/bgdb-exporter-scrape"),
     Key("exporter_log_level", Choice(("DEBUG", "INFO", "WARNING", "ERROR")), "INFO", "exporter",
         "log level"),
+    # Prometheus, Alertmanager and node exporters (the `monitoring` group; deploy/monitoring.py)
+    Key("monitoring_allowed_cidrs", Cidrs(required=False), [], "monitoring", "who may reach "
+        "Prometheus (9090) and Alertmanager (9093); [] = the monitoring host alone"),
+    Key("monitoring_scrape_interval_seconds", Int(1, 3600), 15, "monitoring", "Prometheus "
+        "scrape interval"),
+    Key("monitoring_evaluation_interval_seconds", Int(1, 3600), 15, "monitoring", "rule "
+        "evaluation interval"),
+    Key("monitoring_retention_days", Int(1, 3650), 15, "monitoring", "Prometheus keeps "
+        "samples this long"),
+    Key("monitoring_retention_size_mb", Int(0, 1 << 24), 0, "monitoring", "and at most this "
+        "much disk (0 = no size bound)"),
+    Key("monitoring_node_exporter", Flag(), True, "monitoring", "prometheus-node-exporter on "
+        "every database and backup host (disk, CPU, memory)"),
+    Key("monitoring_alert_webhook_urls", Strings(), [], "monitoring", "Alertmanager posts "
+        "alerts to these http(s) URLs"),
+    Key("monitoring_alert_email_to", Strings(), [], "monitoring", "and mails them here"),
+    Key("monitoring_smtp_smarthost", Pattern(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", "expected "
+        "host:port"), None, "monitoring", "SMTP relay for the mails (needed with email_to)"),
+    Key("monitoring_smtp_from", Pattern(r"^[^@\s]+@[^@\s]+$", "expected an e-mail address"),
+        None, "monitoring", "sender of the mails"),
+    Key("monitoring_alert_group_wait_seconds", Int(0, 3600), 30, "monitoring", "Alertmanager "
+        "waits this long to batch a new group's first notification"),
     # readiness evidence (`bgdb check`)
     Key("readiness_load_evidence", Pattern(r"^[^\n\r]*\S[^\n\r]*\Z", "expected a file path "
         "(relative to the repository, or absolute)"), "reports/load_evidence.json", "readiness",
