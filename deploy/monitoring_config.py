@@ -152,8 +152,16 @@ def alertmanager_args(address: str) -> str:
             f"--web.external-url=http://{address}:{ALERTMANAGER_PORT}/")
 
 
+# node_exporter 1.5's default exclusion list without overlay: a database host may be a container
+# (LXC, systemd-nspawn) whose root filesystem, and so PostgreSQL's data, is an overlay.
+FS_TYPES_EXCLUDE = ("^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|"
+                    "hugetlbfs|iso9660|mqueue|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|"
+                    "selinuxfs|squashfs|sysfs|tracefs)$")
+
+
 def node_exporter_args(address: str) -> str:
-    return f"--web.listen-address={address}:{NODE_EXPORTER_PORT}"
+    return (f"--web.listen-address={address}:{NODE_EXPORTER_PORT} "
+            f"--collector.filesystem.fs-types-exclude={FS_TYPES_EXCLUDE}")
 
 
 def defaults_file(args: str) -> str:

@@ -1,0 +1,105 @@
+"""The monitoring host's rendered files from plain data (deploy/monitoring_config.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.monitoring_config import (
+    ExporterTarget,
+    MonitoringSettings,
+    alertmanager_config,
+    monitoring_settings,
+    node_exporter_args,
+    prometheus_args,
+    prometheus_config,
+)
+from deploy.settings import Data, SettingsError
+
+
+def settings(**kv: object) -> MonitoringSettings:
+    return monitoring_settings(Data(kv, env={}))
+
+
+def test_defaults_and_scrape_config_from_targets() -> None:
+    ms = settings()
+    assert (ms.scrape_interval, ms.evaluation_interval, ms.retention_days) == (15, 15, 15)
+    cfg = yaml.safe_load(prometheus_config(
+        ms, address="10.0.0.5", exporters=[ExporterTarget("db1", "10.0.0.1:9847", False, None)],
+        nodes=[("db1", "10.0.0.1"), ("bk", "10.0.0.3")]))
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["bgdb"]["static_configs"] == [{"targets": ["10.0.0.1:9847"],
+                                               "labels": {"host": "db1"}}]
+    assert "scheme" not in jobs["bgdb"] and "basic_auth" not in jobs["bgdb"]
+    assert [c["targets"][0] for c in jobs["node"]["static_configs"]] == [
+        "10.0.0.1:9100", "10.0.0.3:9100"]
+    assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "10.0.0.5:9093"]
+    assert cfg["global"]["scrape_interval"] == "15s"
+
+
+def test_tls_and_basic_auth_follow_the_exporter() -> None:
+    cfg = yaml.safe_load(prometheus_config(
+        settings(), address="10.0.0.5", nodes=[],
+        exporters=[ExporterTarget("db1", "10.0.0.1:9847", True, "prom")]))
+    job = cfg["scrape_configs"][0]
+    assert job["scheme"] == "https" and job["tls_config"]["ca_file"].endswith("ca.crt")
+    assert job["basic_auth"]["username"] == "prom"
+    assert "password" not in job["basic_auth"]  # a file on the host, never the text
+    assert "node" not in [j["job_name"] for j in cfg["scrape_configs"]]
+
+
+def test_exporters_that_differ_are_refused() -> None:
+    with pytest.raises(SettingsError, match="exporter_tls .* the same on every database host"):
+        prometheus_config(settings(), address="a", nodes=[], exporters=[
+            ExporterTarget("db1", "a:1", True, None), ExporterTarget("db2", "b:1", False, None)])
+
+
+def test_alertmanager_routes() -> None:
+    plain = yaml.safe_load(alertmanager_config(settings()))
+    assert plain["receivers"] == [{"name": "bgdb"}] and plain["route"]["receiver"] == "bgdb"
+    cfg = yaml.safe_load(alertmanager_config(settings(
+        monitoring_alert_webhook_urls=["http://10.0.0.9:8080/hook"],
+        monitoring_alert_email_to=["ops@example.org"], monitoring_smtp_smarthost="mx:25",
+        monitoring_smtp_from="am@example.org", monitoring_alert_group_wait_seconds=2)))
+    assert cfg["receivers"][0]["webhook_configs"][0]["url"] == "http://10.0.0.9:8080/hook"
+    assert cfg["receivers"][0]["email_configs"][0]["to"] == "ops@example.org"
+    assert cfg["global"]["smtp_smarthost"] == "mx:25" and cfg["route"]["group_wait"] == "2s"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"monitoring_alert_webhook_urls": ["ftp://x"]}, "monitoring_alert_webhook_urls = 'ftp://x'"),
+    ({"monitoring_alert_email_to": ["a@b"]}, "needs monitoring_smtp_smarthost"),
+    ({"monitoring_scrape_interval_seconds": 0}, "expected an integer 1-3600"),
+    ({"monitoring_allowed_cidrs": ["10.0.0.1/8"]}, "not a valid CIDR"),
+])
+def test_bad_input_is_one_line_naming_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")) as exc:
+        settings(**data)
+    assert "\n" not in str(exc.value)
+
+
+def test_arguments_retention_and_listen_address() -> None:
+    args = prometheus_args(settings(monitoring_retention_days=30,
+                                    monitoring_retention_size_mb=2048), "10.0.0.5")
+    assert "--web.listen-address=10.0.0.5:9090" in args
+    assert "--storage.tsdb.retention.time=30d" in args
+    assert "--storage.tsdb.retention.size=2048MB" in args
+    assert "overlay" not in node_exporter_args("10.0.0.1")
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_rendered_config_passes_promtool(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = prometheus_config(settings(), address="10.0.0.5", nodes=[("db1", "10.0.0.1")],
+                             exporters=[ExporterTarget("db1", "10.0.0.1:9847", False, None)])
+    path = tmp_path / "prometheus.yml"
+    path.write_text(text.replace("/etc/prometheus/bgdb/rules", str(rules)))
+    out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
