@@ -47,7 +47,7 @@ OWNED: dict[str, str] = {
     **dict.fromkeys(("primary_conninfo", "primary_slot_name", "hot_standby"),
                     "replication is set by deploy/replica.py from the inventory"),
     **dict.fromkeys(("log_destination", "logging_collector", "log_directory", "log_filename",
-                     "syslog_facility", "syslog_ident"),
+                     "log_file_mode", "syslog_facility", "syslog_ident"),
                     "the audit lines must reach the PostgreSQL log where `bgdb check` reads "
                     "them: see the postgres_pgaudit* keys"),
 }

@@ -216,6 +216,20 @@ BASE_CONFIG: dict[str, str] = {
     "log_checkpoints": "on",
     "log_temp_files": "0",
     "log_line_prefix": "%m [%p] %q%u@%d/%a from %h ",
+    # CIS 3.1.x: the logging collector writes the log itself, 0600 in the cluster's log/
+    # directory, one file per weekday overwritten a week later (7 days kept, no cron needed).
+    "logging_collector": "on",
+    "log_destination": "stderr",
+    "log_directory": "log",
+    "log_filename": "postgresql-%a.log",
+    "log_file_mode": "0600",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "1GB",
+    "log_truncate_on_rotation": "on",
+    # CIS 3.1.22: verbose adds the SQLSTATE and source location (a LOCATION line per message,
+    # ~1/3 more log volume); 7.2: replication commands (slots, base backups) logged.
+    "log_error_verbosity": "verbose",
+    "log_replication_commands": "on",
     "idle_in_transaction_session_timeout": "10min",
 }
 
