@@ -22,6 +22,7 @@ from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
 from deploy import certs, jobs, secrets
+from deploy.postgres import SOCKET_GROUP
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -131,9 +132,11 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
     address = str(host.data.get("service_address"))
     apt.packages(name="Install the exporter's Python packages", packages=PACKAGES,
                  cache_time=86400, no_recommends=True)
-    server.user(name=f"Create the system user {USER}", user=USER, system=True,
-                shell="/usr/sbin/nologin", home="/nonexistent", ensure_home=False,
-                create_home=False, comment="bgdb Prometheus exporter")
+    # A member of the socket's group (CIS 2.6: the socket is 0770): it logs in over it.
+    account = server.user(name=f"Create the system user {USER}", user=USER, system=True,
+                          shell="/usr/sbin/nologin", home="/nonexistent", ensure_home=False,
+                          create_home=False, comment="bgdb Prometheus exporter",
+                          groups=[SOCKET_GROUP], append=True)
 
     # Only our two subdirectories: bgdb/, sql/migrations, sql/maintenance beside them belong to
     # the other deploys, and a sync of the parent with delete=True would remove them.
@@ -172,7 +175,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                      src=as_file("bgdb-exporter.service.j2", user=USER, remote=REMOTE,
                                  config=CONFIG, after=after),
                      dest=UNIT_FILE, mode="0644")
-    changed = [code, sql, pgpass, conf, unit, *tls_ops]
+    changed = [account, code, sql, pgpass, conf, unit, *tls_ops]
     server.shell(name="Restart the exporter (its files changed)",
                  commands=["systemctl daemon-reload", f"systemctl restart {UNIT}"],
                  _if=lambda: any(op.did_change() for op in changed))

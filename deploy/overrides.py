@@ -43,11 +43,15 @@ OWNED: dict[str, str] = {
     **dict.fromkeys(("hba_file", "ident_file"),
                     "the bundle renders pg_hba.conf from the postgres_*_cidrs keys"),
     "unix_socket_directories": "PgBouncer, the exporter and the deploy use /var/run/postgresql",
+    **dict.fromkeys(("unix_socket_permissions", "unix_socket_group"),
+                    "the socket is 0770 to group bgdb-pgsocket (CIS 2.6): add local clients "
+                    "to that group"),
+    "auth_delay.milliseconds": "set by postgres_auth_delay_ms",
     **dict.fromkeys(ARCHIVE_GUCS, "WAL archiving is set by the backup_* keys, not an override"),
     **dict.fromkeys(("primary_conninfo", "primary_slot_name", "hot_standby"),
                     "replication is set by deploy/replica.py from the inventory"),
     **dict.fromkeys(("log_destination", "logging_collector", "log_directory", "log_filename",
-                     "syslog_facility", "syslog_ident"),
+                     "log_file_mode", "syslog_facility", "syslog_ident"),
                     "the audit lines must reach the PostgreSQL log where `bgdb check` reads "
                     "them: see the postgres_pgaudit* keys"),
 }

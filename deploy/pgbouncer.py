@@ -56,6 +56,8 @@ class TlsFiles(NamedTuple):
     key: str
     ca: str
 
+LOGFILE = "/var/log/postgresql/pgbouncer.log"
+
 
 def tls_files(pg: PostgresSettings) -> TlsFiles:
     """The server certificate the PostgreSQL deploy uploads; pgbouncer runs as postgres."""
@@ -184,6 +186,10 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     users = files.put(name="Write the auth file (SCRAM verifiers only)",
                       src=as_file("pgbouncer-userlist.txt.j2", entries=entries), dest=AUTH_FILE,
                       user="root", group="postgres", mode="0640")
+    # The package's first start (its stock ini) leaves this world-readable; ours logs to the
+    # journal, a logfile an operator adds lands in it: 0640 like PostgreSQL's own Debian log.
+    files.file(name=f"Make {LOGFILE} unreadable to others", path=LOGFILE, user="postgres",
+               group="adm", mode="0640")
     systemd.service(name="Keep PgBouncer running and enabled", service=UNIT, running=True,
                     enabled=True)
 

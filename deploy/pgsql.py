@@ -115,3 +115,11 @@ def apply_config(unit: str, port: int = 5432):
         f'if [ "$n" -gt 0 ]; then echo "restart: $n postmaster setting(s) changed"; '
         f"systemctl restart {unit}; else echo 'reloaded, no restart needed'; fi"
     )
+
+
+@operation()
+def run_if(sql: str, when: str, database: str = "postgres", port: int = 5432):
+    """Run `sql` only when the query `when` returns true (t): idempotent one-off statements."""
+    found = rows(when, database=database, port=port)
+    if found and found[0] and found[0][0] == "t":
+        yield psql(sql, database=database, port=port)

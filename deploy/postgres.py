@@ -78,6 +78,24 @@ def install_packages(pg: PostgresSettings) -> None:
     )
     apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
+    harden_os_user()
+
+
+SOCKET_GROUP = "bgdb-pgsocket"  # unix_socket_group (deploy/settings.py BASE_CONFIG)
+PROFILE = "/var/lib/postgresql/.profile"
+
+
+def harden_os_user() -> None:
+    """CIS 2.1: the postgres user's login shells create files 0600; CIS 2.6: the socket's group,
+    which postgres must belong to before the server chowns its socket to it."""
+    files.put(name="Set the postgres user's umask to 0077 (CIS 2.1)",
+              src=StringIO("# Managed by background-agents-db (CIS PostgreSQL 2.1)\numask 0077\n"),
+              dest=PROFILE, user="postgres", group="postgres", mode="0644")
+    server.group(name=f"Create the socket group {SOCKET_GROUP}", group=SOCKET_GROUP,
+                 system=True)
+    server.shell(name=f"Add postgres to {SOCKET_GROUP}",
+                 commands=[f"usermod -a -G {SOCKET_GROUP} postgres"],
+                 _if=lambda: SOCKET_GROUP not in host.get_fact(UserGroups, user="postgres"))
 
 
 TIMELINE_QUERY = (
@@ -209,6 +227,16 @@ class ClusterExists(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
+
+
+class UserGroups(FactBase[list[str]]):
+    """The groups an OS user belongs to."""
+
+    def command(self, user: str) -> str:
+        return f"id -nG {user} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return " ".join(output).split()
 
 
 class _InContainer(FactBase[bool]):

@@ -43,3 +43,18 @@ def configure_roles(pg: PostgresSettings, app: AppSettings) -> None:
                    port=port, attributes="SUPERUSER CONNECTION LIMIT 5")
         pgsql.role_password(name=f"Set the password of {ADMIN}", role_name=ADMIN,
                             password=secrets.password(ADMIN), port=port)
+    else:
+        # CIS 4.3: no superuser that nobody may use. It owns nothing (it only logs in).
+        pgsql.run_if(name=f"Drop break-glass role {ADMIN} (postgres_admin_cidrs is empty)",
+                     sql=f"DROP ROLE {ADMIN}", port=port,
+                     when=f"SELECT count(*) > 0 FROM pg_roles WHERE rolname = '{ADMIN}'")
+    su_limit = pg.superuser_connection_limit
+    pgsql.run_if(name=f"Set the postgres role's connection limit to {su_limit} (CIS 5.5)",
+                 sql=f"ALTER ROLE postgres CONNECTION LIMIT {su_limit}", port=port,
+                 when=f"SELECT rolconnlimit <> {su_limit} FROM pg_roles WHERE rolname = 'postgres'")
+    for db in ("postgres", "template1"):
+        # CIS 4.10: PUBLIC creates nothing in public (PostgreSQL 15 revokes it in new
+        # databases; 13's template1 and postgres still grant it). roles.sql does the app's.
+        pgsql.run_if(name=f"Revoke CREATE on schema public in {db} from PUBLIC (CIS 4.10)",
+                     sql="REVOKE CREATE ON SCHEMA public FROM PUBLIC", database=db, port=port,
+                     when="SELECT has_schema_privilege('public', 'public', 'CREATE')")

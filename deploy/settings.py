@@ -93,6 +93,9 @@ class PostgresSettings:
     pgaudit_log: tuple[str, ...] = tuple(sorted(PGAUDIT_REQUIRED))
     pgaudit_log_relation: bool = False  # one line per relation of SELECT/DML: volume
     pgaudit_log_parameter: bool = False  # bind parameters: secrets and personal data in logs
+    superuser_connection_limit: int = 10  # CIS 5.5 (superusers are exempt: intent only)
+    password_check: bool = True  # passwordcheck preloaded (CIS 5.6)
+    auth_delay_ms: int = 500  # auth_delay preloaded when > 0 (CIS 5.7)
 
     @property
     def data_dir(self) -> str:
@@ -109,7 +112,14 @@ class PostgresSettings:
     @property
     def preload_libraries(self) -> tuple[str, ...]:
         """shared_preload_libraries the bundle needs (roles.py creates their extensions)."""
-        return ("pg_stat_statements", "pgaudit") if self.pgaudit else ("pg_stat_statements",)
+        return ("pg_stat_statements", *(("pgaudit",) if self.pgaudit else ()),
+                *(("passwordcheck",) if self.password_check else ()),
+                *(("auth_delay",) if self.auth_delay_ms else ()))
+
+    @property
+    def auth_config(self) -> dict[str, str]:
+        """auth_delay's line when it is loaded (CIS 5.7)."""
+        return {"auth_delay.milliseconds": str(self.auth_delay_ms)} if self.auth_delay_ms else {}
 
     @property
     def audit_config(self) -> dict[str, str]:
@@ -197,6 +207,9 @@ def postgres_settings(data: Data) -> PostgresSettings:
         pgaudit_log=pgaudit_classes(data),
         pgaudit_log_relation=data.get("postgres_pgaudit_log_relation"),
         pgaudit_log_parameter=data.get("postgres_pgaudit_log_parameter"),
+        superuser_connection_limit=data.get("postgres_superuser_connection_limit"),
+        password_check=data.get("postgres_password_check"),
+        auth_delay_ms=data.get("postgres_auth_delay_ms"),
     )
 
 
@@ -204,7 +217,15 @@ def postgres_settings(data: Data) -> PostgresSettings:
 BASE_CONFIG: dict[str, str] = {
     "password_encryption": "scram-sha-256",
     "ssl": "on",
-    "ssl_min_protocol_version": "TLSv1.2",
+    # CIS 6.8: TLS 1.3 only by default (every libpq on Debian 11+ speaks it; TLSv1.2 is an
+    # override away), and for TLS 1.2 only forward-secret AEAD suites (1.3's all are).
+    "ssl_min_protocol_version": "TLSv1.3",
+    "ssl_ciphers": "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL",
+    "ssl_prefer_server_ciphers": "on",
+    # CIS 2.6: the socket is the postgres user's and its group's (bgdb-pgsocket: PgBouncer
+    # runs as postgres, the exporter is a member; local apps join it or use PgBouncer's).
+    "unix_socket_permissions": "0770",
+    "unix_socket_group": "bgdb-pgsocket",
     "pg_stat_statements.max": "5000",
     "pg_stat_statements.track": "top",
     "track_activity_query_size": "2048",
@@ -216,6 +237,20 @@ BASE_CONFIG: dict[str, str] = {
     "log_checkpoints": "on",
     "log_temp_files": "0",
     "log_line_prefix": "%m [%p] %q%u@%d/%a from %h ",
+    # CIS 3.1.x: the logging collector writes the log itself, 0600 in the cluster's log/
+    # directory, one file per weekday overwritten a week later (7 days kept, no cron needed).
+    "logging_collector": "on",
+    "log_destination": "stderr",
+    "log_directory": "log",
+    "log_filename": "postgresql-%a.log",
+    "log_file_mode": "0600",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "1GB",
+    "log_truncate_on_rotation": "on",
+    # CIS 3.1.22: verbose adds the SQLSTATE and source location (a LOCATION line per message,
+    # ~1/3 more log volume); 7.2: replication commands (slots, base backups) logged.
+    "log_error_verbosity": "verbose",
+    "log_replication_commands": "on",
     "idle_in_transaction_session_timeout": "10min",
 }
 
@@ -229,6 +264,7 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
     conf.update(BASE_CONFIG)
     conf["shared_preload_libraries"] = ",".join(pg.preload_libraries)
     conf.update(pg.audit_config)
+    conf.update(pg.auth_config)
     conf["port"] = str(pg.port)
     conf["superuser_reserved_connections"] = str(pg.superuser_reserved_connections)
     conf.update(pg.overrides)

@@ -18,6 +18,7 @@ CONCERNS = {
     "app": "The agents' application database (the seed's POSTGRESQL_* variables win)",
     "postgres": "PostgreSQL server",
     "audit": "Audit logging (pgaudit, CIS 3.2)",
+    "security": "Hardening (CIS PostgreSQL Benchmark; `bgdb check` reports each control)",
     "replicas": "Read replicas",
     "backup": "Backups (pgBackRest, pg_dump); schedules are systemd OnCalendar expressions",
     "maintenance": "Scheduled maintenance (primary only)",

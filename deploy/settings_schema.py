@@ -331,6 +331,13 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("ssh_port", Int(1, 65535), 22, P, "sshd's port (the firewall keeps it open; pyinfra's)"),
     Key("postgres_app_connection_limit", Int(1, 100000), 200, P, "CONNECTION LIMIT of app_user"),
     Key("postgres_superuser_reserved_connections", Int(1, 100), 3, P, "kept for superusers"),
+    # hardening (CIS PostgreSQL Benchmark; `bgdb check` reports each control)
+    Key("postgres_superuser_connection_limit", Int(1, 1000), 10, "security", "CONNECTION LIMIT "
+        "of postgres (CIS 5.5; PostgreSQL exempts superusers, so it records intent only)"),
+    Key("postgres_password_check", Flag(), True, "security", "preload passwordcheck: plaintext "
+        "passwords under 8 characters or without letters and digits refused (CIS 5.6)"),
+    Key("postgres_auth_delay_ms", Int(0, 60000), 500, "security", "auth_delay: each failed "
+        "login waits this long, holding a connection slot (CIS 5.7); 0 = not loaded"),
     # audit logging (pgaudit, CIS 3.2)
     Key("postgres_pgaudit", Flag(), True, "audit", "False: the next deploy drops the extension"),
     Key("postgres_pgaudit_log", AuditClasses(PGAUDIT_CLASSES), ["ddl", "role"], "audit",
