@@ -10,6 +10,7 @@ from deploy import (
     exporter,
     maintenance,
     monitoring,
+    pgbadger,
     pgbouncer,
     postgres,
     replica,
@@ -79,5 +80,7 @@ if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
 # hosts (a database host in small setups), after its database deploy.
 if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
     monitoring.install_node_exporter(monitoring_settings(data))
+if {"postgres_primary", "postgres_replicas"} & set(host.groups):
+    pgbadger.install_pgbadger(pgbadger.pgbadger_settings(data), postgres_settings(data))
 if "monitoring" in host.groups:
     monitoring.install_monitoring(monitoring_settings(data), inventory)

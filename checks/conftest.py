@@ -23,6 +23,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         targets = _targets({"backup"})
         metafunc.parametrize("backup_host", targets, ids=[t.name for t in targets],
                              scope="session")
+    if "monitor" in metafunc.fixturenames:  # none without a host in group `monitoring`
+        targets = _targets({"monitoring"})
+        metafunc.parametrize("monitor", targets, ids=[t.name for t in targets], scope="session")
     if "primary" in metafunc.fixturenames:
         targets = _targets({"postgres_primary"})
         metafunc.parametrize("primary", targets, ids=[t.name for t in targets], scope="session")

@@ -71,11 +71,6 @@ def node_targets(inventory: Inventory, ms: MonitoringSettings) -> list[tuple[str
             if {*DB_GROUPS, "backup"} & set(h.groups)]
 
 
-def monitoring_addresses(inventory: Inventory) -> list[str]:
-    """The monitoring hosts, which the database hosts' firewalls let scrape them."""
-    return [_address(h) for h in inventory.get_group("monitoring", [])]
-
-
 @deploy("Install the node exporter")
 def install_node_exporter(ms: MonitoringSettings) -> None:
     if not ms.node_exporter:

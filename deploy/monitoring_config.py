@@ -64,6 +64,24 @@ def monitoring_settings(data: Data) -> MonitoringSettings:
     )
 
 
+def monitoring_addresses(inventory: Any) -> list[str]:
+    """The monitoring hosts (pyinfra's inventory), which the database hosts' firewalls let
+    scrape the exporter and the node exporter."""
+    return [str(h.data.get("service_address")) for h in inventory.get_group("monitoring", [])]
+
+
+@dataclass(frozen=True)
+class PgBadgerSettings:
+    enabled: bool
+    schedule: str
+    retention_days: int
+
+
+def pgbadger_settings(data: Data) -> PgBadgerSettings:
+    return PgBadgerSettings(data.get("pgbadger_enabled"), data.get("pgbadger_schedule"),
+                            data.get("pgbadger_retention_days"))
+
+
 @dataclass(frozen=True)
 class ExporterTarget:
     """One database host's bgdb exporter as Prometheus must scrape it."""

@@ -47,6 +47,9 @@ OWNED: dict[str, str] = {
                     "the socket is 0770 to group bgdb-pgsocket (CIS 2.6): add local clients "
                     "to that group"),
     "auth_delay.milliseconds": "set by postgres_auth_delay_ms",
+    "log_min_duration_statement": "set by postgres_log_min_duration_ms (pgBadger's slow "
+                                  "queries)",
+    "log_line_prefix": "pgBadger parses the bundle's prefix (deploy/pgbadger.py)",
     **dict.fromkeys(ARCHIVE_GUCS, "WAL archiving is set by the backup_* keys, not an override"),
     **dict.fromkeys(("primary_conninfo", "primary_slot_name", "hot_standby"),
                     "replication is set by deploy/replica.py from the inventory"),

@@ -13,8 +13,8 @@ from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import backup, certs, monitoring, pgsql
-from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_settings
+from deploy import backup, certs, pgsql
+from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_addresses, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
     AppSettings,
@@ -197,7 +197,7 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
                     client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs,
                                      *(ipaddress.ip_network(p) for p in replication_peers))),
                     monitoring_cidrs=v4((*pg.monitoring_cidrs, *(
-                        ipaddress.ip_network(a) for a in monitoring.monitoring_addresses(
+                        ipaddress.ip_network(a) for a in monitoring_addresses(
                             inventory)))),
                     db_ports=[pg.port, pgbouncer_port(Data(host.data.dict())),
                               *pg.extra_ports], monitoring_ports=_monitoring_ports(pg)),

@@ -96,6 +96,7 @@ class PostgresSettings:
     superuser_connection_limit: int = 10  # CIS 5.5 (superusers are exempt: intent only)
     password_check: bool = True  # passwordcheck preloaded (CIS 5.6)
     auth_delay_ms: int = 500  # auth_delay preloaded when > 0 (CIS 5.7)
+    log_min_duration_ms: int = 1000  # the seed's slow-statement threshold (pgBadger reads it)
 
     @property
     def data_dir(self) -> str:
@@ -210,6 +211,7 @@ def postgres_settings(data: Data) -> PostgresSettings:
         superuser_connection_limit=data.get("postgres_superuser_connection_limit"),
         password_check=data.get("postgres_password_check"),
         auth_delay_ms=data.get("postgres_auth_delay_ms"),
+        log_min_duration_ms=data.get("postgres_log_min_duration_ms"),
     )
 
 
@@ -236,7 +238,8 @@ BASE_CONFIG: dict[str, str] = {
     "log_lock_waits": "on",
     "log_checkpoints": "on",
     "log_temp_files": "0",
-    "log_line_prefix": "%m [%p] %q%u@%d/%a from %h ",
+    # pgBadger's documented form (deploy/pgbadger.py passes the same to --prefix).
+    "log_line_prefix": "%m [%p]: user=%u,db=%d,app=%a,client=%h ",
     # CIS 3.1.x: the logging collector writes the log itself, 0600 in the cluster's log/
     # directory, one file per weekday overwritten a week later (7 days kept, no cron needed).
     "logging_collector": "on",
@@ -266,6 +269,7 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
     conf.update(pg.audit_config)
     conf.update(pg.auth_config)
     conf["port"] = str(pg.port)
+    conf["log_min_duration_statement"] = str(pg.log_min_duration_ms)
     conf["superuser_reserved_connections"] = str(pg.superuser_reserved_connections)
     conf.update(pg.overrides)
     # PGTune's own values are sane by construction; only an operator's override is checked.

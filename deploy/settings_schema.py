@@ -329,6 +329,8 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("postgres_ssl_ca_file", File(), None, P, "the CA that clients verify"),
     Key("postgres_firewall", Flag(), True, P, "nftables: the bundle's ports only from the CIDRs"),
     Key("ssh_port", Int(1, 65535), 22, P, "sshd's port (the firewall keeps it open; pyinfra's)"),
+    Key("postgres_log_min_duration_ms", Int(-1, 86_400_000), 1000, P, "log statements slower "
+        "than this (the seed's log_min_duration_statement; pgBadger's slow queries); -1 = off"),
     Key("postgres_app_connection_limit", Int(1, 100000), 200, P, "CONNECTION LIMIT of app_user"),
     Key("postgres_superuser_reserved_connections", Int(1, 100), 3, P, "kept for superusers"),
     # hardening (CIS PostgreSQL Benchmark; `bgdb check` reports each control)
@@ -469,6 +471,12 @@ KEYS_LIST: tuple[Key, ...] = (
         None, "monitoring", "sender of the mails"),
     Key("monitoring_alert_group_wait_seconds", Int(0, 3600), 30, "monitoring", "Alertmanager "
         "waits this long to batch a new group's first notification"),
+    # pgBadger log reports on database hosts (deploy/pgbadger.py, `bgdb report`)
+    Key("pgbadger_enabled", Flag(), True, "monitoring", "incremental pgBadger report of the "
+        "PostgreSQL log on every database host"),
+    Key("pgbadger_schedule", CALENDAR, "*-*-* *:10:00", "monitoring", "when the report is "
+        "brought up to date"),
+    Key("pgbadger_retention_days", Int(1, 3650), 14, "monitoring", "days of reports kept"),
     # readiness evidence (`bgdb check`)
     Key("readiness_load_evidence", Pattern(r"^[^\n\r]*\S[^\n\r]*\Z", "expected a file path "
         "(relative to the repository, or absolute)"), "reports/load_evidence.json", "readiness",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deploy.hostdata import InventoryHost
+from deploy.monitoring_config import monitoring_settings, pgbadger_settings
 from deploy.settings import (
     SettingsError,
     app_settings,
@@ -32,6 +33,8 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     for host in hosts:
         data = host.settings_data()
         app = app_settings(data)
+        monitoring_settings(data)  # read on the monitoring hosts, and for database firewalls
+        pgbadger_settings(data)
         if "backup" in host.groups:
             backup_settings(data)
         if DB_GROUPS & set(host.groups):

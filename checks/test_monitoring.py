@@ -1,0 +1,72 @@
+"""The monitoring layer on each `monitoring` host: Prometheus and Alertmanager running, every
+scrape target up, every rule of alerts/ loaded, Alertmanager reachable from Prometheus. The APIs
+are asked on the host itself (the checks' machine need not be in monitoring_allowed_cidrs)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pytest
+
+from bgdb import promql
+from bgdb.remote import Target
+from deploy.monitoring_config import ALERTMANAGER_PORT, PROMETHEUS_PORT
+
+# Runs on the host with its python3: the JSON body, or {"error": ...} when nothing answers.
+_GET = """
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as resp:
+        sys.stdout.write(resp.read().decode())
+except Exception as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def api(t: Target, port: int, path: str) -> Any:
+    url = f"http://{t.inv.address}:{port}{path}"
+    out = t.host.run(shlex.join(["python3", "-c", _GET, url]))
+    try:
+        body = json.loads(out.stdout)
+    except ValueError:
+        body = {"error": (out.stderr or out.stdout).strip()[:300]}
+    if isinstance(body, dict) and "error" in body:
+        raise AssertionError(f"{t.name}: {url} does not answer: {body['error']}")
+    return body
+
+
+@pytest.mark.parametrize("unit", ["prometheus", "prometheus-alertmanager"])
+def test_monitoring_service_running(monitor: Target, unit: str) -> None:
+    svc = monitor.host.service(unit)
+    assert svc.is_running and svc.is_enabled, \
+        f"{monitor.name}: {unit} is not running/enabled:\n{monitor.journal(unit, 15)}"
+
+
+def test_prometheus_targets_up(monitor: Target) -> None:
+    targets = api(monitor, PROMETHEUS_PORT, "/api/v1/targets?state=active")["data"]
+    active = targets["activeTargets"]
+    assert active, f"{monitor.name}: Prometheus has no scrape target"
+    down = [f"{t['labels'].get('job')} {t['scrapeUrl']}: {t['health']} "
+            f"({t.get('lastError') or 'not scraped yet'})" for t in active
+            if t["health"] != "up"]
+    assert not down, f"{monitor.name}: scrape targets not up: {'; '.join(down)}"
+
+
+def test_prometheus_rules_loaded(monitor: Target) -> None:
+    groups = api(monitor, PROMETHEUS_PORT, "/api/v1/rules")["data"]["groups"]
+    loaded = {r["name"] for g in groups for r in g["rules"]}
+    broken = [f"{r['name']}: {r.get('lastError')}" for g in groups for r in g["rules"]
+              if r.get("health") == "err"]
+    missing = sorted(set(promql.rule_exprs()) - loaded)
+    assert not missing, f"{monitor.name}: rules of alerts/ not loaded by Prometheus: " \
+        f"{', '.join(missing)}"
+    assert not broken, f"{monitor.name}: rules failing to evaluate: {'; '.join(broken)}"
+
+
+def test_alertmanager_reachable(monitor: Target) -> None:
+    status = api(monitor, ALERTMANAGER_PORT, "/api/v2/status")
+    assert status.get("uptime"), f"{monitor.name}: Alertmanager status has no uptime: {status}"
+    ams = api(monitor, PROMETHEUS_PORT, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+    assert ams, f"{monitor.name}: Prometheus knows no active Alertmanager"
