@@ -58,7 +58,30 @@ PostgreSQL primary: {primary.name} ({primary.address}:{app.port}), database {app
   readiness report: {REPO / 'reports' / 'readiness.md'} (JUnit: reports/readiness.xml)
   sandbox:  `.venv/bin/python -m sandbox status` / `make down` removes every host
 """)
+    print(monitoring_where(hosts))
     return 0
+
+
+def monitoring_where(hosts: list[Any]) -> str:
+    """Prometheus, Alertmanager and the pgBadger reports (deploy/monitoring.py, pgbadger.py)."""
+    from deploy.monitoring_config import ALERTMANAGER_PORT, PROMETHEUS_PORT, pgbadger_settings
+    from deploy.pgbadger import OUT_DIR
+
+    lines = []
+    for h in (h for h in hosts if "monitoring" in h.groups):
+        lines += [f"Monitoring on {h.name}: Prometheus http://{h.address}:{PROMETHEUS_PORT}/ "
+                  f"(alerts: /alerts, targets: /targets)",
+                  f"  Alertmanager http://{h.address}:{ALERTMANAGER_PORT}/ (reachable from "
+                  "monitoring_allowed_cidrs); Grafana dashboards: dashboards/ (README)"]
+    if not lines:
+        lines.append("Monitoring: no host in group monitoring (no Prometheus deployed)")
+    dbs = [h for h in hosts if {"postgres_primary", "postgres_replicas"} & set(h.groups)
+           and pgbadger_settings(Data(h.data)).enabled]
+    if dbs:
+        lines.append(f"Log reports (pgBadger): .venv/bin/bgdb report [HOST] -> "
+                     f"{REPO / 'reports' / 'pgbadger'}/<host>/index.html; on the hosts "
+                     f"{OUT_DIR} ({', '.join(h.name for h in dbs)})")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -108,6 +131,13 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     inv = targets.select([], default_primary=True)[0]
     return loadtest.run(inv, args.agents, args.duration, args.evidence,
                         confirm_existing_data=args.confirm_existing_data, cleanup=args.cleanup)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bgdb import report
+
+    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    return report.run(inv)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -172,6 +202,10 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--cleanup", action="store_true",
                    help="only remove what earlier (killed) load tests left behind")
     p.set_defaults(func=cmd_loadtest)
+    p = sub.add_parser("report", help="bring the pgBadger log report up to date and copy it to "
+                       "reports/pgbadger/<host>/; says where")
+    p.add_argument("host", nargs="?", help="inventory name or address (default: the primary)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("maintenance", help="scheduled maintenance jobs, on demand")
     msub = p.add_subparsers(dest="action", required=True)
     r = msub.add_parser("run", help="run a maintenance job now on the primary and wait for it")
