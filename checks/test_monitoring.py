@@ -1,5 +1,6 @@
 """The monitoring layer on each `monitoring` host: Prometheus and Alertmanager running, every
-scrape target up, every rule of alerts/ loaded, Alertmanager reachable from Prometheus. The APIs
+scrape target up, every rule of alerts/ loaded, Alertmanager reachable from Prometheus; and on
+every database host the pgBadger report's timer. The APIs
 are asked on the host itself (the checks' machine need not be in monitoring_allowed_cidrs)."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import pytest
 
 from bgdb import promql
 from bgdb.remote import Target
-from deploy.monitoring_config import ALERTMANAGER_PORT, PROMETHEUS_PORT
+from deploy.monitoring_config import ALERTMANAGER_PORT, PROMETHEUS_PORT, pgbadger_settings
+from deploy.pgbadger import UNIT as PGBADGER_UNIT
+from deploy.settings import Data
 
 # Runs on the host with its python3: the JSON body, or {"error": ...} when nothing answers.
 _GET = """
@@ -70,3 +73,15 @@ def test_alertmanager_reachable(monitor: Target) -> None:
     assert status.get("uptime"), f"{monitor.name}: Alertmanager status has no uptime: {status}"
     ams = api(monitor, PROMETHEUS_PORT, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
     assert ams, f"{monitor.name}: Prometheus knows no active Alertmanager"
+
+
+def test_pgbadger_timer_active(db: Target) -> None:
+    """The pgBadger report is brought up to date on schedule, and its last run did not fail."""
+    if not pgbadger_settings(Data(db.inv.data)).enabled:
+        pytest.skip("pgbadger_enabled is False")
+    timer = db.host.service(f"{PGBADGER_UNIT}.timer")
+    assert timer.is_enabled and timer.is_running, \
+        f"{db.name}: {PGBADGER_UNIT}.timer is not active (enabled: {timer.is_enabled})"
+    result = db.host.run(f"systemctl show -p Result --value {PGBADGER_UNIT}.service")
+    assert result.stdout.strip() in ("success", ""), \
+        f"{db.name}: the last pgBadger run failed:\n{db.journal(PGBADGER_UNIT, 15)}"
