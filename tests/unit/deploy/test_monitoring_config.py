@@ -15,9 +15,11 @@ from deploy.monitoring_config import (
     alertmanager_config,
     monitoring_settings,
     node_exporter_args,
+    pgbadger_settings,
     prometheus_args,
     prometheus_config,
 )
+from deploy.pgbadger import PREFIX
 from deploy.settings import Data, SettingsError
 
 
@@ -103,3 +105,18 @@ def test_rendered_config_passes_promtool(tmp_path: Path) -> None:
     out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pgbadger_job_parses_the_servers_prefix_and_keeps_the_days() -> None:
+    from deploy.render import render
+    from deploy.settings import BASE_CONFIG
+
+    script = render("bgdb-pgbadger.sh.j2", out_dir="/var/lib/bgdb/pgbadger", prefix=PREFIX,
+                    log_dir="/var/lib/postgresql/15/main/log", retention_days=9)
+    assert f"--prefix '{BASE_CONFIG['log_line_prefix']}'" in script
+    assert "--incremental" in script and "-mtime +9" in script
+    # pgBadger needs the time, the pid, user, database, application and client in the prefix.
+    for escape in ("%m", "%p", "%u", "%d", "%a", "%h"):
+        assert escape in PREFIX
+    pb = pgbadger_settings(Data({"pgbadger_retention_days": 9}, env={}))
+    assert (pb.enabled, pb.retention_days) == (True, 9)
