@@ -321,7 +321,7 @@ class Break:
 
 BREAKS = [
     Break("test_prometheus_targets_up", "systemctl stop prometheus-node-exporter",
-          "systemctl start prometheus-node-exporter", r"scrape targets not up: node http://",
+          "systemctl start prometheus-node-exporter", r"scrape targets not up: node [0-9.]+:9100 ",
           settle=3 * INTERVAL),
     Break("test_prometheus_rules_loaded",
           "mv /etc/prometheus/bgdb/rules/bgdb.rules.yml /root/ && systemctl reload prometheus",
