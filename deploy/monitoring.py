@@ -11,6 +11,7 @@ address, retention) restart the service. Nothing changes on a second run.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
         src=StringIO(prometheus_config(ms, address=address, exporters=targets,
                                        nodes=node_targets(inventory, ms))),
         dest="/etc/prometheus/prometheus.yml", user="root", group="prometheus", mode="0640"))
-    server.shell(name="Check and reload Prometheus's configuration",
+    reload = server.shell(name="Check and reload Prometheus's configuration",
                  commands=["promtool check config --syntax-only /etc/prometheus/prometheus.yml "
                            f"&& promtool check rules {RULES_DIR}/*.yml",
                            "systemctl reload prometheus"],
@@ -132,7 +133,7 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
                  commands=["amtool check-config /etc/prometheus/alertmanager.yml",
                            "systemctl reload prometheus-alertmanager"],
                  _if=lambda: am_conf.did_change() and not am_args.did_change())
-    server.shell(name="Restart Prometheus (its arguments changed)",
+    restart = server.shell(name="Restart Prometheus (its arguments changed)",
                  commands=["promtool check config /etc/prometheus/prometheus.yml",
                            "systemctl restart prometheus"], _if=prom_args.did_change)
     server.shell(name="Restart Alertmanager (its arguments changed)",
@@ -140,6 +141,30 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     for unit in ("prometheus", "prometheus-alertmanager"):
         systemd.service(name=f"Keep {unit} running and enabled", service=unit, running=True,
                         enabled=True)
+    # So that the deploy ends with every target's health known (a check right after it sees
+    # up or down, not "unknown"); never fails the deploy.
+    server.shell(name="Wait for Prometheus's first scrape of every target",
+                 commands=[shlex.join(["python3", "-c", _WAIT_SCRAPED,
+                                       f"http://{address}:{PROMETHEUS_PORT}/api/v1/targets",
+                                       str(2 * ms.scrape_interval + 15)])],
+                 _if=lambda: reload.did_change() or restart.did_change())
+
+
+_WAIT_SCRAPED = """
+import json, sys, time, urllib.request
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=5) as resp:
+            targets = json.load(resp)["data"]["activeTargets"]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            break
+    except OSError:
+        pass
+    time.sleep(1)
+else:
+    print("some targets not scraped yet")
+"""
 
 
 def _ca_pem() -> str:
