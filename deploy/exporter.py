@@ -10,14 +10,14 @@ changed, so a deploy that changes nothing leaves it running.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from io import StringIO
 from typing import Any
 
+import bcrypt
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, FileContents
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
@@ -33,6 +33,7 @@ from deploy.settings import (
     pgbouncer_port,
 )
 
+BCRYPT_COST = 10  # exporter-toolkit's examples; checked once per credentials (exporters/http.py)
 USER = "bgdb-exporter"
 UNIT = "bgdb-exporter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
@@ -44,7 +45,7 @@ TLS_KEY = f"{CONF_DIR}/tls.key"
 REMOTE = jobs.REMOTE  # /usr/local/lib/bgdb: bgdb/ and sql/ of the other deploys live there too
 SOCKET_DIR = "/var/run/postgresql"
 SCRAPE_SECRET = "bgdb-exporter-scrape"  # basic auth password for Prometheus, when enabled
-PACKAGES = ["python3-prometheus-client", "python3-psycopg"]
+PACKAGES = ["python3-prometheus-client", "python3-psycopg", "python3-bcrypt"]
 _PYTHON_JUNK = ["*.pyc", "*.pyo"]
 _PYTHON_JUNK_DIRS = ["__pycache__", "*/__pycache__"]
 
@@ -75,7 +76,8 @@ def passfile(entries: list[tuple[int, str]], password: str) -> str:
 def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings, *,
                     service_address: str, bouncer_port: int | None,
                     backup_status_file: str | None,
-                    basic_auth_password: str | None = None) -> dict[str, Any]:
+                    basic_auth_password: str | None = None,
+                    current_hash: str | None = None) -> dict[str, Any]:
     """The exporter's config.json (exporters/config.py's keys); no secret in it."""
     cfg: dict[str, Any] = {
         "listen_address": listen_address(ex, service_address),
@@ -95,12 +97,32 @@ def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings
     }
     if ex.basic_auth_user and basic_auth_password:
         cfg["basic_auth_username"] = ex.basic_auth_user
-        cfg["basic_auth_password_sha256"] = hashlib.sha256(
-            basic_auth_password.encode("utf-8")).hexdigest()
+        cfg["basic_auth_password_bcrypt"] = password_hash(basic_auth_password, current_hash)
     if ex.tls:
         cfg["tls_cert_file"] = TLS_CERT
         cfg["tls_key_file"] = TLS_KEY
     return cfg
+
+
+def password_hash(password: str, current: str | None) -> str:
+    """bcrypt, as exporter-toolkit's web config; the host's hash is kept while it still matches
+    (a new salt on every deploy would rewrite the file and restart the exporter)."""
+    if current:
+        try:
+            if bcrypt.checkpw(password.encode("utf-8"), current.encode("ascii")):
+                return current
+        except ValueError:
+            pass
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=BCRYPT_COST)).decode()
+
+
+def current_password_hash(config_text: list[str] | None) -> str | None:
+    """basic_auth_password_bcrypt from the host's config.json (None when absent/unreadable)."""
+    try:
+        value = json.loads("\n".join(config_text or [])).get("basic_auth_password_bcrypt")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def render_config(cfg: dict[str, Any]) -> str:
@@ -166,7 +188,9 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
         ]
     cfg = exporter_config(ex, pg, app, service_address=address, bouncer_port=bouncer_port,
                           backup_status_file=backup_status_file if ex.backup_status else None,
-                          basic_auth_password=scrape_password(ex))
+                          basic_auth_password=scrape_password(ex),
+                          current_hash=current_password_hash(
+                              host.get_fact(FileContents, path=CONFIG)))
     conf = files.put(name="Write the exporter's configuration",
                      src=StringIO(render_config(cfg)), dest=CONFIG, user="root", group=USER,
                      mode="0640")

@@ -123,7 +123,8 @@ def test_shared_buffers_change_restarts_once(deployed: Deployed) -> None:
 
 
 def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed) -> None:
-    assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements,pgaudit"
+    assert psql(deployed, "SHOW shared_preload_libraries") == \
+        "pg_stat_statements,pgaudit,passwordcheck,auth_delay"
     assert psql(deployed, "SHOW pgaudit.log") == "ddl, role"
     extension = "SELECT count(*) FROM pg_extension WHERE extname = 'pgaudit'"
     assert psql(deployed, extension) == "1"
@@ -131,7 +132,8 @@ def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed)
     try:
         off = deployed.deploy(json.dumps({"postgres_pgaudit": False}))
         assert off.returncode == 0, off.output[-3000:]
-        assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements"
+        assert psql(deployed, "SHOW shared_preload_libraries") == \
+            "pg_stat_statements,passwordcheck,auth_delay"
         assert start_time(deployed) != before, "preload changed without the restart it needs"
         # Left behind, the extension's event triggers would fail every DDL without the library.
         assert psql(deployed, extension) == "0"
@@ -139,5 +141,6 @@ def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed)
     finally:
         on = deployed.deploy()
         assert on.returncode == 0, on.output[-3000:]
-    assert psql(deployed, "SHOW shared_preload_libraries") == "pg_stat_statements,pgaudit"
+    assert psql(deployed, "SHOW shared_preload_libraries") == \
+        "pg_stat_statements,pgaudit,passwordcheck,auth_delay"
     assert psql(deployed, extension) == "1"
