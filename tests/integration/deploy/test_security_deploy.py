@@ -4,17 +4,25 @@ superuser following postgres_admin_cidrs. Tests that change the host restore it.
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.integration.deploy.test_postgres_deploy import app_dsn, psql
+from deploy import exporter, secrets
+from tests.integration.checks.test_readiness_breaks_ops import run_checks
+from tests.integration.deploy.test_postgres_deploy import app_dsn, psql, ssh
 from tests.sandbox_fixtures import Deployed, admin_dsn
 
 WRONG_LOGINS = 10
+EXPORTER_PORT = 9847
 
 
 def test_weak_plaintext_password_refused(deployed: Deployed) -> None:
@@ -84,21 +92,59 @@ def test_postgres_role_has_a_connection_limit(deployed: Deployed) -> None:
     assert psql(deployed, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'postgres'") == "10"
 
 
-def test_bgdb_admin_follows_admin_cidrs(deployed: Deployed) -> None:
+def scrape(address: str, auth: tuple[str, str] | None = None) -> int:
+    """HTTP status of an https scrape of the exporter, the bundle's CA verifying it."""
+    ctx = ssl.create_default_context(cafile=str(secrets.secrets_dir() / "ca" / "ca.crt"))
+    request = urllib.request.Request(f"https://{address}:{EXPORTER_PORT}/metrics")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_admin_cidrs_emptied_and_exporter_tls_with_basic_auth(deployed: Deployed,
+                                                              tmp_path: Path) -> None:
+    """One deploy for two things (CI time): bgdb_admin dropped once postgres_admin_cidrs is
+    empty; the exporter on TLS with basic auth (bcrypt), refusing a scrape without credentials
+    while the readiness checks, given the same settings, still pass."""
     exists = "SELECT count(*) FROM pg_roles WHERE rolname = 'bgdb_admin'"
     assert psql(deployed, exists) == "1", "the lab sets postgres_admin_cidrs: bgdb_admin exists"
+    changed = {"postgres_admin_cidrs": [], "exporter_tls": True,
+               "exporter_basic_auth_user": "prometheus"}
+    address = deployed.primary.address
     try:
-        emptied = deployed.deploy(json.dumps({"postgres_admin_cidrs": []}))
+        emptied = deployed.deploy(json.dumps(changed))
         assert emptied.returncode == 0, emptied.output[-3000:]
         assert any("Drop break-glass role bgdb_admin" in op for op in emptied.changed)
         assert psql(deployed, exists) == "0"
         assert "bgdb_admin" not in psql(deployed, "SELECT string_agg(user_name::text, ',') "
                                                   "FROM pg_hba_file_rules", "postgres")
+        stored = ssh(deployed, address, f"cat {exporter.CONFIG}").stdout
+        assert json.loads(stored)["basic_auth_password_bcrypt"].startswith("$2b$")
+        password = secrets.password(exporter.SCRAPE_SECRET)
+        deadline = time.monotonic() + 20  # the exporter restarts with its new configuration
+        while True:
+            try:
+                first = scrape(address)
+                break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert first == 401
+        assert scrape(address, ("prometheus", "wrong")) == 401
+        assert scrape(address, ("prometheus", password)) == 200
+        out = run_checks(deployed, tmp_path, "test_exporter", extra=changed)
+        assert out[0] == 0, out[1]
     finally:
         back = deployed.deploy()
         assert back.returncode == 0, back.output[-3000:]
     assert psql(deployed, exists) == "1"
-    with psycopg.connect(admin_dsn(deployed.primary.address)) as conn:
+    with psycopg.connect(admin_dsn(address)) as conn:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
                             ).fetchone() == (True,)
 
