@@ -13,6 +13,4 @@ NOT_APPLICABLE: tuple[tuple[str, str], ...] = (
      "Debian's OpenSSL has no FIPS-validated module; a FIPS build is the platform's choice"),
     ("CIS 8.x data anonymisation (anon extension)",
      "which agent payloads are personal data is the operator's decision; not in Debian"),
-    ("CIS 8.x backup encryption and off-host copies",
-     "backup_encrypt and a backup host are settings: where the repository lives is the site's"),
 )

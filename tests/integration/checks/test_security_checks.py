@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checks.cis import NOT_APPLICABLE
 from tests.integration.checks.test_readiness_checks import (
     DATA,
     RESTART,
@@ -81,6 +82,9 @@ def test_security_section_green_then_each_control_fails(deployed: Deployed,
     report = (tmp_path / "readiness.md").read_text()
     assert out.returncode == 0 and "FAILED" not in report, report
     assert report.count("| PASSED |") >= len(BREAKAGES) + len(ALSO_FAILING), report
+    section = report.split("## Security (CIS PostgreSQL Benchmark)")[-1]
+    assert "| PASSED |" in section and all(f"| {name} | {why} |" in section
+                                           for name, why in NOT_APPLICABLE), report
     breaks = " && ".join([sql(b.breaks, "postgres") for b in SETTING_BREAKS]
                          + [b.breaks for b in FILE_BREAKS] + [RESTART])
     # ALTER SYSTEM lines are taken out of the file, which works with the server down too.
