@@ -11,6 +11,7 @@ from typing import Any
 import paramiko
 import testinfra
 
+from deploy import hostfacts
 from deploy.hostdata import InventoryHost
 from deploy.settings import AppSettings, Data, PostgresSettings, app_settings, postgres_settings
 
@@ -43,8 +44,15 @@ class Target:
         return host
 
     @cached_property
+    def facts(self) -> hostfacts.HostFacts:
+        """RAM, CPUs, distribution: the same command and parser as the deploy's fact."""
+        out = self.host.run(hostfacts.COMMAND)
+        return hostfacts.parse(out.stdout.splitlines())
+
+    @cached_property
     def pg(self) -> PostgresSettings:
-        return postgres_settings(Data(self.inv.data))
+        """The settings the deploy used, the PostgreSQL major decided the same way."""
+        return hostfacts.resolve(postgres_settings(Data(self.inv.data)), self.facts, self.name)
 
     @cached_property
     def app(self) -> AppSettings:

@@ -7,7 +7,7 @@ wrong. CIS PostgreSQL Benchmark items are named where one fits.
 from __future__ import annotations
 
 from bgdb.remote import Target
-from deploy.settings import server_config
+from deploy.hostfacts import tuned_config
 
 
 def test_postgresql_running(db: Target) -> None:
@@ -83,9 +83,7 @@ def test_pg_stat_statements(db: Target) -> None:
 
 def test_sizing_matches_host(db: Target) -> None:
     """Memory and planner settings match the tuning formulas for this host"""
-    mem_kb = int(db.host.run("awk '/MemTotal/ {print $2}' /proc/meminfo").stdout)
-    cpus = int(db.host.run("nproc").stdout)
-    expected = server_config(db.pg, mem_kb, cpus)
+    expected = tuned_config(db.pg, db.facts)  # the deploy's function on the deploy's facts
     names = ["shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
              "max_connections", "random_page_cost", "effective_io_concurrency", "wal_buffers",
              "min_wal_size", "max_wal_size", "checkpoint_completion_target"]

@@ -9,11 +9,10 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import backup, certs, pgsql
+from deploy import backup, certs, hostfacts, pgsql
 from deploy.render import as_file
 from deploy.settings import (
     AppSettings,
@@ -22,7 +21,6 @@ from deploy.settings import (
     backup_settings,
     exporter_settings,
     pgbouncer_port,
-    server_config,
 )
 
 APP_ROLES = ("bg_agents_user", "bg_agents_readonly")  # + the configured app user
@@ -104,8 +102,8 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     """Certificates, the tuned drop-in and pg_hba.conf; returns the operations whose change
     needs a reload. `adjust` lets a replica raise settings to its primary's values."""
     address = str(host.data.get("service_address"))
-    memory_mb = host.get_fact(Memory) or 1024
-    conf = server_config(pg, memory_mb * 1024, host.get_fact(Cpus) or 1)
+    facts = host.get_fact(hostfacts.Facts)
+    conf = hostfacts.tuned_config(pg, facts)
     conf.update(backup.archive_config(backup_settings(Data(host.data.dict())), conf))
     if adjust:
         conf = adjust(conf)
@@ -128,8 +126,9 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     ]
     files.put(name="Publish the CA certificate for clients", src=StringIO(cert.ca_pem),
               dest=CA_PATH, mode="0644", create_remote_dir=True)
-    tuned_for = (f"{memory_mb} MB RAM reported, {pg.memory_mb or memory_mb} MB used, "
-                 f"{host.get_fact(Cpus)} CPUs, {pg.disk}, {pg.workload}")
+    tuned_for = (f"{facts.memory_kb} kB RAM reported, "
+                 f"{pg.memory_mb * 1024 if pg.memory_mb else facts.memory_kb} kB used, "
+                 f"{facts.cpus} CPUs, {pg.disk}, {pg.workload}")
     conf_op = files.put(
         name="Write the tuned configuration drop-in",
         src=as_file("bgdb.conf.j2", pg=pg, conf=conf, tuned_for=tuned_for,

@@ -152,7 +152,7 @@ class SslFiles:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    version: int
+    version: int | None  # None: the distribution's default, decided from the host (hostfacts)
     port: int
     cluster: str
     locale: str
@@ -274,7 +274,8 @@ def postgres_settings(data: Data) -> PostgresSettings:
                 raise SettingsError("postgres_listen_addresses", addr,
                                     "expected IP addresses or 'localhost'") from None
     return PostgresSettings(
-        version=data.integer("postgres_version", 15, 12, 17),
+        version=None if data.raw("postgres_version")[0] is None
+        else data.integer("postgres_version", 15, 12, 17),
         port=data.integer("postgres_port", 5432, 1, 65535),
         cluster=data.ident("postgres_cluster", "main"),
         locale=data.choice("postgres_locale", "C.UTF-8", ("C.UTF-8", "en_US.UTF-8", "C")),
@@ -322,6 +323,8 @@ BASE_CONFIG: dict[str, str] = {
 def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[str, str]:
     """Tuning for the host + the base lines + overrides, checked for sense against RAM."""
     memory_kb = pg.memory_mb * 1024 if pg.memory_mb else host_memory_kb
+    if pg.version is None:
+        raise ValueError("server_config needs the PostgreSQL major: deploy/hostfacts.resolve")
     shape = tuning.HostShape(memory_kb=memory_kb, cpus=max(cpus, 1), disk=pg.disk,  # type: ignore[arg-type]
                              workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
     conf = tuning.compute(shape)
@@ -596,7 +599,7 @@ def planned_max_connections(pg: PostgresSettings) -> int:
                                 "expected a positive integer")
         return int(value)
     shape = tuning.HostShape(memory_kb=1 << 20, cpus=1, disk=pg.disk,  # type: ignore[arg-type]
-                             workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
+                             workload=pg.workload, pg_major=pg.version or 13)  # type: ignore[arg-type]
     return int(tuning.compute(shape)["max_connections"])
 
 

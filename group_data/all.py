@@ -13,7 +13,7 @@ app_pool_size = 10  # POSTGRESQL_POOL_SIZE
 app_timeout = 30  # POSTGRESQL_TIMEOUT, seconds
 
 # --- PostgreSQL server ---
-postgres_version = 15  # 12-17; Debian 12 ships 15
+postgres_version = None  # 12-17; None = the distribution's (Debian 11: 13, 12: 15, 13: 17)
 postgres_workload = "oltp"  # web | oltp | mixed | dw (PGTune's workloads)
 postgres_disk = "ssd"  # ssd | hdd | san
 postgres_memory_mb = None  # tune for this much RAM instead of the host's (shared hosts)
