@@ -1,6 +1,7 @@
 """The bgdb Prometheus exporter (exporters/) as a hardened systemd service on the database host.
 
-It runs with the distribution's python3, python3-psycopg and python3-prometheus-client (no pip)
+It runs with the distribution's python3, psycopg 3 (deploy/pylibs.py) and
+python3-prometheus-client (no pip on the host)
 as the system user bgdb-exporter, and logs in as bg_agents_monitor over the local socket (pg_hba:
 scram-sha-256), to PostgreSQL and to PgBouncer's admin console. The password is in a libpq
 passfile owned by that user alone (libpq ignores a passfile that others can read); the JSON
@@ -43,7 +44,7 @@ TLS_KEY = f"{CONF_DIR}/tls.key"
 REMOTE = jobs.REMOTE  # /usr/local/lib/bgdb: bgdb/ and sql/ of the other deploys live there too
 SOCKET_DIR = "/var/run/postgresql"
 SCRAPE_SECRET = "bgdb-exporter-scrape"  # basic auth password for Prometheus, when enabled
-PACKAGES = ["python3-prometheus-client", "python3-psycopg"]
+PACKAGES = ["python3-prometheus-client"]  # psycopg 3: deploy/pylibs.py, with PostgreSQL
 _PYTHON_JUNK = ["*.pyc", "*.pyo"]
 _PYTHON_JUNK_DIRS = ["__pycache__", "*/__pycache__"]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import FactBase, StringCommand, deploy, operation
 from pyinfra.api.command import MaskString
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
 from deploy import pgsql, scram, secrets
@@ -42,6 +42,8 @@ CONF_DIR = "/etc/pgbouncer"
 INI = f"{CONF_DIR}/pgbouncer.ini"
 AUTH_FILE = f"{CONF_DIR}/userlist.txt"
 DROP_IN = "/etc/systemd/system/pgbouncer.service.d/bgdb.conf"
+PACKAGE_UNIT = "/lib/systemd/system/pgbouncer.service"  # Debian 12 and 13 ship one
+NATIVE_UNIT = "/etc/systemd/system/pgbouncer.service"
 UNIT = "pgbouncer"
 IDENT_MAP = "bgdb_pgbouncer"
 SALT_KEY = "pgbouncer-salt-key"  # in the secrets directory, generated on first use
@@ -179,6 +181,16 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     unit = files.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",
                      src=as_file("pgbouncer.service.conf.j2", bouncer=bouncer), dest=DROP_IN,
                      mode="0644", create_remote_dir=True)
+    def init_script_only() -> bool:
+        return not host.get_fact(File, path=PACKAGE_UNIT)
+
+    native = files.put(name="Install a native PgBouncer unit (the package has an init script)",
+                       src=as_file("pgbouncer.service.j2"), dest=NATIVE_UNIT, mode="0644",
+                       _if=init_script_only)
+    # By state, not by change: a deploy that failed after writing the unit left it unloaded.
+    server.shell(name="Load the native PgBouncer unit", commands=["systemctl daemon-reload"],
+                 _if=lambda: init_script_only()
+                 and host.get_fact(UnitFragment, unit=UNIT) != NATIVE_UNIT)
     conf = files.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
                      group="postgres", mode="0640")
     users = files.put(name="Write the auth file (SCRAM verifiers only)",
@@ -188,10 +200,20 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
                     enabled=True)
 
     def restart() -> bool:
-        return unit.did_change() or (conf.did_change() and restart_needed)
+        return unit.did_change() or native.did_change() or (conf.did_change() and restart_needed)
 
     server.shell(name="Restart PgBouncer (unit or listen addresses changed)",
                  commands=["systemctl daemon-reload", f"systemctl restart {UNIT}"], _if=restart)
     server.shell(name="Reload PgBouncer (clients stay connected)",
                  commands=[f"systemctl reload-or-restart {UNIT}"],
                  _if=lambda: (conf.did_change() or users.did_change()) and not restart())
+
+
+class UnitFragment(FactBase[str]):
+    """The file systemd loaded a unit from ('' if none)."""
+
+    def command(self, unit: str) -> str:
+        return f"systemctl show -p FragmentPath --value {unit}"
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output else ""

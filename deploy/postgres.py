@@ -12,7 +12,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import backup, certs, hostfacts, pgsql
+from deploy import backup, certs, hostfacts, pgsql, pylibs
 from deploy.render import as_file
 from deploy.settings import (
     AppSettings,
@@ -29,7 +29,7 @@ CA_PATH = "/etc/bgdb/ca.crt"
 
 def packages(pg: PostgresSettings) -> list[str]:
     audit = [f"postgresql-{pg.version}-pgaudit"] if pg.pgaudit else []
-    return [f"postgresql-{pg.version}", *audit, "python3-psycopg", "nftables", "sudo"]
+    return [f"postgresql-{pg.version}", *audit, "nftables", "sudo"]  # + pylibs: psycopg 3
 
 
 def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:
@@ -75,6 +75,7 @@ def install_packages(pg: PostgresSettings) -> None:
     )
     apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
+    pylibs.install_psycopg(host.get_fact(hostfacts.Facts))
 
 
 TIMELINE_QUERY = (
