@@ -112,3 +112,13 @@ class AptCandidate(FactBase[str]):
     def process(self, output: list[str]) -> str:
         value = output[0].strip() if output else ""
         return "" if value == "(none)" else value
+
+
+class UnitProperty(FactBase[str]):
+    """A property of a systemd unit as systemd has it loaded (FragmentPath, Restart, ...)."""
+
+    def command(self, unit: str, prop: str) -> str:
+        return f"systemctl show -p {prop} --value {unit}"
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output else ""

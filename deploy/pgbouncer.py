@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.api.command import MaskString
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import pgsql, scram, secrets
+from deploy import hostfacts, pgsql, scram, secrets
 from deploy.render import as_file, render
 from deploy.roles import login_roles
 from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
@@ -190,7 +190,8 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     # By state, not by change: a deploy that failed after writing the unit left it unloaded.
     server.shell(name="Load the native PgBouncer unit", commands=["systemctl daemon-reload"],
                  _if=lambda: init_script_only()
-                 and host.get_fact(UnitFragment, unit=UNIT) != NATIVE_UNIT)
+                 and host.get_fact(hostfacts.UnitProperty, unit=UNIT, prop="FragmentPath")
+                 != NATIVE_UNIT)
     conf = files.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
                      group="postgres", mode="0640")
     users = files.put(name="Write the auth file (SCRAM verifiers only)",
@@ -208,12 +209,3 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
                  commands=[f"systemctl reload-or-restart {UNIT}"],
                  _if=lambda: (conf.did_change() or users.did_change()) and not restart())
 
-
-class UnitFragment(FactBase[str]):
-    """The file systemd loaded a unit from ('' if none)."""
-
-    def command(self, unit: str) -> str:
-        return f"systemctl show -p FragmentPath --value {unit}"
-
-    def process(self, output: list[str]) -> str:
-        return output[0].strip() if output else ""

@@ -148,6 +148,15 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
     """Start PostgreSQL, apply changed files (reload, or restart when needed), kernel settings
     and the firewall, which also lets the replication peers in."""
+    restart = files.put(name="Install the cluster unit's drop-in (restart after a crash)",
+                        src=as_file("postgresql-restart.conf.j2", unit=pg.unit),
+                        dest=f"/etc/systemd/system/{pg.unit}.service.d/bgdb-restart.conf",
+                        mode="0644", create_remote_dir=True)
+    # Restart= applies from the next daemon-reload on: no restart of PostgreSQL for it. By
+    # state: a deploy that stopped after writing the file left it unloaded.
+    server.shell(name="Load the cluster unit's drop-in", commands=["systemctl daemon-reload"],
+                 _if=lambda: restart.did_change() or host.get_fact(
+                     hostfacts.UnitProperty, unit=pg.unit, prop="Restart") != "on-failure")
     systemd.service(name="Keep PostgreSQL running and enabled", service=pg.unit, running=True,
                     enabled=True)
     pgsql.apply_config(name="Reload PostgreSQL; restart only if a setting needs it",

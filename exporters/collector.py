@@ -46,7 +46,11 @@ from typing import Any
 
 import psycopg
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+
+try:
+    from prometheus_client.registry import Collector
+except ImportError:  # prometheus_client < 0.14 (Debian 11: 0.9): the registry needs collect() only
+    Collector = object  # type: ignore[misc,assignment]
 
 from exporters import backup_status
 from exporters.config import ExporterConfig
