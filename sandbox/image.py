@@ -63,7 +63,7 @@ def ensure_image(proxy: str, release: str = DEFAULT_RELEASE) -> Path:
     if (target / ".complete").exists():
         return target
     paths.IMAGES.mkdir(parents=True, exist_ok=True)
-    for old in stale_images(suite, keep=target):
+    for old in stale_images(suite, target, Path("/proc/mounts").read_text()):
         shutil.rmtree(old, ignore_errors=True)
     building = target.with_name(target.name + ".building")
     started = time.monotonic()
@@ -85,12 +85,11 @@ def ensure_image(proxy: str, release: str = DEFAULT_RELEASE) -> Path:
     return target
 
 
-def stale_images(suite: str, keep: Path) -> list[Path]:
+def stale_images(suite: str, keep: Path, mounts: str) -> list[Path]:
     """This release's earlier recipes and half-built images, except any a live host is
-    mounted on: other releases' images and images in use stay."""
+    mounted on (`mounts`: /proc/mounts): other releases' images and images in use stay."""
     if not paths.IMAGES.exists():
         return []
-    mounts = Path("/proc/mounts").read_text()
     return [p for p in paths.IMAGES.iterdir()
             if p != keep and p.name.startswith(f"{suite}-") and f"lowerdir={p}," not in mounts
             and f"lowerdir={p} " not in mounts]
