@@ -10,6 +10,11 @@
 
     asyncio.run(MyAgent("agent-1").run())
 
+The seed's own shape works unchanged too: `__init__(self, agent_id, shared_state)` calling
+`super().__init__(agent_id, shared_state)`, then `self.db = PostgreSQLAdapter()` (the agent API
+follows the new adapter), and the work in `async def do_work(self)` (run as the cycle when
+execute_cycle is not overridden). shared_state is kept as self.shared_state, unused here.
+
 run() connects (POSTGRESQL_* settings), registers (state running, started_at, config), sends a
 heartbeat at once and then every heartbeat_interval seconds (60), flushes recorded metrics every
 metrics_interval seconds (30) in one round trip, and calls execute_cycle() every cycle_interval
@@ -34,26 +39,45 @@ from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 log = logging.getLogger("background_agents.agent")
 
 
+def cpu_percent(cpu_seconds: float, wall_seconds: float) -> float:
+    """CPU time over wall time as a percentage, rounded to 0.1 (0 for an empty interval)."""
+    if wall_seconds <= 0:
+        return 0.0
+    return round(100.0 * max(0.0, cpu_seconds) / wall_seconds, 1)
+
+
 class BaseAgent:
     agent_type: ClassVar[str] = "generic"
 
-    def __init__(self, agent_id: str, *, name: str | None = None,
+    def __init__(self, agent_id: str, shared_state: Any = None, *, name: str | None = None,
                  config: Mapping[str, Any] | None = None, db: PostgreSQLAdapter | None = None,
                  heartbeat_interval: float = 60.0, metrics_interval: float = 30.0,
                  cycle_interval: float = 1.0) -> None:
         if heartbeat_interval <= 0 or metrics_interval <= 0 or cycle_interval < 0:
             raise ValueError("intervals must be positive")
         self.agent_id = agent_id
-        self.db = db if db is not None else PostgreSQLAdapter()
-        self.api = AgentClient(self.db, agent_id, name=name, agent_type=self.agent_type,
-                               config=config)
+        self.shared_state = shared_state
+        self.api = AgentClient(db if db is not None else PostgreSQLAdapter(), agent_id,
+                               name=name, agent_type=self.agent_type, config=config)
         self.config = self.api.config
         self.heartbeat_interval = heartbeat_interval
         self.metrics_interval = metrics_interval
         self.cycle_interval = cycle_interval
         self.cycles = 0
+        self.heartbeats_sent = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._cpu_mark = (time.monotonic(), time.process_time())
+
+    @property
+    def db(self) -> PostgreSQLAdapter:
+        return self.api.db
+
+    @db.setter
+    def db(self, adapter: PostgreSQLAdapter) -> None:
+        # The seed assigns self.db after super().__init__(): registration, heartbeats and
+        # metrics must go through that adapter too (the replaced one was never opened).
+        self.api.db = adapter
 
     # --- hooks for subclasses ---
 
@@ -61,15 +85,27 @@ class BaseAgent:
         """Called once after registration, before the first cycle."""
 
     async def execute_cycle(self) -> None:
-        """One unit of the agent's work. Override."""
-        raise NotImplementedError
+        """One unit of the agent's work. Override it, or do_work (the seed's name)."""
+        await self.do_work()
+
+    async def do_work(self) -> None:
+        """The seed's name for one unit of work (see execute_cycle)."""
+        raise NotImplementedError(f"{type(self).__name__}: define do_work() or execute_cycle()")
 
     async def cleanup(self) -> None:
         """Called once at shutdown, before the agent is marked stopped."""
 
     def heartbeat_metrics(self) -> dict[str, Any]:
-        """The metrics JSON of each heartbeat (override to add your own)."""
-        return {"cycles": self.cycles, "pending_metrics": self.api.pending_metrics}
+        """The metrics JSON of each heartbeat (override to add your own). cpu_usage is the key
+        the seed's queries read (metrics->'cpu_usage', agent_health_summary.avg_cpu)."""
+        return {"cpu_usage": self._cpu_usage(), "cycles": self.cycles,
+                "pending_metrics": self.api.pending_metrics}
+
+    def _cpu_usage(self) -> float:
+        """This process's CPU use since the previous call, in percent of one CPU."""
+        wall, cpu = time.monotonic(), time.process_time()
+        (wall0, cpu0), self._cpu_mark = self._cpu_mark, (wall, cpu)
+        return cpu_percent(cpu - cpu0, wall - wall0)
 
     # --- helpers ---
 
@@ -89,7 +125,7 @@ class BaseAgent:
     async def start(self) -> None:
         await self.db.connect()
         await self.api.register()
-        await self.api.heartbeat(self.heartbeat_metrics())
+        await self._beat()
         await self.api.log_event("agent_started", {"config": self.config})
         self._tasks = [
             asyncio.create_task(self._every(self.heartbeat_interval, self._beat), name="heartbeat"),
@@ -154,6 +190,7 @@ class BaseAgent:
 
     async def _beat(self) -> None:
         await self.api.heartbeat(self.heartbeat_metrics())
+        self.heartbeats_sent += 1
 
     async def _every(self, interval: float, action: Any) -> None:
         # A failure (database unreachable past the retry budget) is logged; the loop goes on.

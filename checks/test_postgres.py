@@ -6,8 +6,11 @@ wrong. CIS PostgreSQL Benchmark items are named where one fits.
 
 from __future__ import annotations
 
+import ipaddress
+
 from bgdb.remote import Target
 from deploy.hostfacts import tuned_config
+from deploy.settings import Data
 
 
 def test_postgresql_running(db: Target) -> None:
@@ -36,6 +39,24 @@ def test_pg_hba_strict(db: Target) -> None:
                   "FROM pg_hba_file_rules WHERE auth_method IN ('trust', 'password', 'md5') "
                   "OR error IS NOT NULL")
     assert not weak, f"weak or broken pg_hba lines (line, type, db, user, address, method): {weak}"
+
+
+def test_no_public_access(db: Target) -> None:
+    """No pg_hba line lets the Internet, or a range wider than the bound, log in"""
+    data = Data(db.inv.data)
+    bound = {v: data.get(f"postgres_cidr_min_prefix_v{v}") for v in (4, 6)}
+    rows = db.sql("SELECT line_number, address, netmask FROM pg_hba_file_rules WHERE type LIKE "
+                  "'host%' AND auth_method <> 'reject' AND netmask IS NOT NULL")
+    wide = []
+    for line, address, netmask in rows:
+        prefix = bin(int(ipaddress.ip_address(netmask))).count("1")
+        net = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        if net.prefixlen < bound[net.version]:
+            wide.append(f"line {line}: {net}")
+    loud = " (postgres_allow_public_access = True)" if data.get(
+        "postgres_allow_public_access") else ""
+    assert not wide, f"pg_hba lets wide ranges log in{loud}: {', '.join(wide)}: the database is " \
+        "open to the Internet"
 
 
 def test_password_encryption(db: Target) -> None:

@@ -248,12 +248,10 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
     if side == "db":
         # A primary that had its own repository before the backup host came: its backup
         # timers would now fail daily (pgBackRest backs up from the repository host only).
-        from deploy.replica import EnabledUnits  # replica imports this module
-
         moved = [f"{j.unit}.timer" for j in backup_jobs(bk, pg, app, "repo")]
         server.shell(name="Disable the primary's own backup timers (the backup host runs them)",
                      commands=[f"systemctl disable --now {' '.join(moved)}"],
-                     _if=lambda: bool(host.get_fact(EnabledUnits, units=moved)))
+                     _if=lambda: bool(host.get_fact(jobs.EnabledUnits, units=moved)))
 
 
 def _first_run(job: jobs.Job) -> str:

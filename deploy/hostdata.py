@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.settings import SettingsError
+from deploy.settings_schema import Data, SettingsError, check_known
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_DATA = REPO / "group_data"
@@ -29,6 +29,11 @@ class InventoryHost:
     address: str
     groups: tuple[str, ...]
     data: dict[str, Any] = field(default_factory=dict)  # merged: all < groups < host < extra
+    origins: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
+
+    def settings_data(self) -> Data:
+        """The host's data for deploy/settings.py, errors naming where a value came from."""
+        return Data(self.data, origins=self.origins)
 
 
 def hosts_file() -> Path:
@@ -64,9 +69,12 @@ def load_inventory() -> list[InventoryHost]:
     if is_sandbox():
         ssh = {"user": "root", "key": doc["ssh_key"], "known_hosts": doc["known_hosts"]}
     extra = _extra_data()
-    common = {k: v for k, v in load_group_data("all").items()}
+    check_known(extra, "BGDB_EXTRA_DATA")
+    common = _checked_group_data("all")
+    origins = dict.fromkeys(common, "group_data/all.py")
     if is_sandbox():
         common.update(_sandbox_data(raw_hosts))
+        origins.update(dict.fromkeys(_sandbox_data(raw_hosts), "the sandbox lab's inventory"))
     hosts = []
     # The repository's place follows the inventory: the one host of group `backup`, if any
     # (deploy/validate.py refuses more than one before any host is touched).
@@ -78,15 +86,31 @@ def load_inventory() -> list[InventoryHost]:
         for g in groups:
             if g not in GROUPS:
                 raise SettingsError(f"groups of {h['name']}", g, f"expected one of {GROUPS}")
-        data = dict(common)
+        data, where = dict(common), dict(origins)
         for g in groups:
-            data.update(load_group_data(g))
+            group_data = _checked_group_data(g)
+            data.update(group_data)
+            where.update(dict.fromkeys(group_data, f"group_data/{g}.py"))
         data.update(_ssh_data(ssh, h))
-        data.update(h.get("data", {}))
+        own = h.get("data", {})
+        source = f"{path} host {h['name']}"
+        if not isinstance(own, dict):
+            raise SettingsError(f"data of {h['name']}", own, "expected an object of key: value",
+                                str(path))
+        check_known(own, source)
+        data.update(own)
+        where.update(dict.fromkeys(own, source))
         data.update(extra)
+        where.update(dict.fromkeys(extra, "BGDB_EXTRA_DATA"))
         data["service_address"] = h["address"]
-        hosts.append(InventoryHost(h["name"], h["address"], groups, data))
+        hosts.append(InventoryHost(h["name"], h["address"], groups, data, where))
     return hosts
+
+
+def _checked_group_data(group: str) -> dict[str, Any]:
+    data = load_group_data(group)
+    check_known(data, f"group_data/{group}.py")
+    return data
 
 
 def _ssh_data(ssh: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyinfra.api import FactBase
 from pyinfra.operations import files, systemd
 
 from deploy.render import as_file
@@ -63,3 +64,18 @@ def install_timer(job: Job, after: str) -> None:
     systemd.service(name=f"Enable {job.timer}", service=job.timer, running=True, enabled=True,
                     restarted=timer.will_change,
                     daemon_reload=service.will_change or timer.will_change)
+
+
+class EnabledUnits(FactBase[list[str]]):
+    """Those of `units` that are enabled."""
+
+    def command(self, units: list[str]) -> str:
+        return (f"for u in {' '.join(units)}; do systemctl is-enabled --quiet $u 2>/dev/null "
+                "&& echo $u; done; true")
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]

@@ -35,7 +35,7 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from deploy import backup, hostfacts, maintenance, pgsql, postgres, secrets
+from deploy import backup, hostfacts, jobs, maintenance, pgsql, postgres, secrets
 from deploy.render import render
 from deploy.settings import (
     REPLICATION_USER,
@@ -231,21 +231,6 @@ def drop_orphan_slots(wanted: list[str], port: int = 5432):
         yield pgsql.psql(f"SELECT pg_drop_replication_slot({lit})", port=port)
 
 
-class EnabledUnits(FactBase[list[str]]):
-    """Those of `units` that are enabled."""
-
-    def command(self, units: list[str]) -> str:
-        return (f"for u in {' '.join(units)}; do systemctl is-enabled --quiet $u 2>/dev/null "
-                "&& echo $u; done; true")
-
-    @staticmethod
-    def default() -> list[str]:
-        return []
-
-    def process(self, output: list[str]) -> list[str]:
-        return [line for line in output if line]
-
-
 @operation()
 def _shared_step():
     """No command: an operation the primary and the replicas share (see the module doc)."""
@@ -341,5 +326,5 @@ def start_replica(pg: PostgresSettings, rs: ReplicaSettings, topo: Topology) -> 
         *maintenance.maintenance_jobs(maintenance_settings(data), bk, pg, app))]
     server.shell(name="Disable the primary's backup and maintenance timers (a former primary)",
                  commands=[f"systemctl disable --now {' '.join(timers)}"],
-                 _if=lambda: bool(host.get_fact(EnabledUnits, units=timers)))
+                 _if=lambda: bool(host.get_fact(jobs.EnabledUnits, units=timers)))
 

@@ -13,6 +13,8 @@ import hmac
 import os
 import re
 
+from deploy.saslprep import saslprep
+
 ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 _VERIFIER = re.compile(
     r"^SCRAM-SHA-256\$(?P<iter>\d+):(?P<salt>[A-Za-z0-9+/=]+)\$(?P<stored>[A-Za-z0-9+/=]+)"
@@ -22,8 +24,8 @@ _VERIFIER = re.compile(
 
 def verifier(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
     salt = os.urandom(16) if salt is None else salt
-    # PostgreSQL applies SASLprep; for the ASCII passwords we generate it is the identity.
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    # The bytes PostgreSQL and libpq hash: SASLprep'd, or the raw bytes where it does not apply.
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()

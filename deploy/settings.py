@@ -1,107 +1,28 @@
 """Host data + POSTGRESQL_* environment -> one frozen, validated settings object per concern.
 
-Every check happens here, before any operation: a bad value raises SettingsError naming the key,
-the value, where it came from and what is allowed. Templates and checks read these objects only.
+Each key's type, default and bounds are declared once in deploy/settings_schema.py; this module
+holds what a key alone cannot say: the rules across keys (pool sizes vs max_connections, memory vs
+RAM, overrides vs what the bundle owns). A bad value raises SettingsError naming the key, the
+value, where it came from and what is allowed. Templates and checks read these objects only.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from deploy import overrides as guc
 from deploy import tuning
+from deploy.settings_schema import PGAUDIT_CLASSES, UPGRADES_DEFAULT_ORIGINS
+from deploy.settings_schema import Data as Data  # re-exported: callers import it from here
+from deploy.settings_schema import SettingsError as SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # GUCs whose value is a memory size, checked for sense against the host's RAM.
 _MEMORY_GUCS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size")
-
-
-class SettingsError(ValueError):
-    def __init__(self, key: str, value: object, allowed: str, source: str | None = None) -> None:
-        self.key = key
-        origin = f" (from {source})" if source else ""
-        super().__init__(f"settings error: {key} = {value!r}{origin}: {allowed}")
-
-
-class Data:
-    """Looks a key up in the environment override first, then in host/group data."""
-
-    def __init__(self, data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
-        self._data = data
-        self._env = os.environ if env is None else env
-
-    def raw(self, key: str, default: Any = None, env: str | None = None) -> tuple[Any, str | None]:
-        if env and self._env.get(env, "") != "":
-            return self._env[env], env
-        value = self._data.get(key, default)
-        return (default if value is None else value), None
-
-    def integer(self, key: str, default: int, lo: int, hi: int, env: str | None = None) -> int:
-        value, src = self.raw(key, default, env)
-        try:
-            number = int(value)
-            if isinstance(value, bool) or (isinstance(value, float) and number != value):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise SettingsError(key, value, f"expected an integer {lo}-{hi}", src) from None
-        if not lo <= number <= hi:
-            raise SettingsError(key, value, f"expected an integer {lo}-{hi}", src)
-        return number
-
-    def choice(self, key: str, default: str, allowed: Sequence[str], env: str | None = None) -> str:
-        value, src = self.raw(key, default, env)
-        if value not in allowed:
-            raise SettingsError(key, value, f"expected one of {', '.join(allowed)}", src)
-        return str(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value, _ = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise SettingsError(key, value, "expected True or False")
-        return value
-
-    def ident(self, key: str, default: str, env: str | None = None) -> str:
-        value, src = self.raw(key, default, env)
-        if not isinstance(value, str) or not _IDENT.match(value):
-            raise SettingsError(key, value, "expected a lowercase SQL identifier",
-                                src)
-        return value
-
-    def cidrs(self, key: str, *, required: bool) -> tuple[IPNetwork, ...]:
-        value, _ = self.raw(key, [])
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise SettingsError(key, value, "expected a list of CIDRs like ['10.0.0.0/24']")
-        if required and not value:
-            raise SettingsError(key, value, "expected at least one CIDR: nobody could connect")
-        nets = []
-        for item in value:
-            try:
-                nets.append(ipaddress.ip_network(str(item), strict=True))
-            except ValueError as exc:
-                raise SettingsError(key, item, f"not a valid CIDR ({exc})") from None
-        return tuple(nets)
-
-    def path(self, key: str, *, must_exist: bool = True) -> Path | None:
-        value, _ = self.raw(key)
-        if value is None:
-            return None
-        p = Path(str(value)).expanduser()
-        if must_exist and not p.is_file():
-            raise SettingsError(key, str(value), "file does not exist on this machine")
-        return p
-
-    def mapping(self, key: str) -> dict[str, str]:
-        value, _ = self.raw(key, {})
-        if not isinstance(value, Mapping):
-            raise SettingsError(key, value, "expected a dict of name -> value")
-        return {str(k): str(v) for k, v in value.items()}
 
 
 # --- application (the seed's POSTGRESQL_* variables) -------------------------------------------
@@ -122,25 +43,21 @@ class AppSettings:
 
 
 def app_settings(data: Data) -> AppSettings:
-    host, _ = data.raw("app_host", None, "POSTGRESQL_HOST")
     return AppSettings(
-        database=data.ident("app_database", "background_agents", "POSTGRESQL_DATABASE"),
-        user=data.ident("app_user", "bg_agents_user", "POSTGRESQL_USER"),
-        port=data.integer("app_port", 5432, 1, 65535, "POSTGRESQL_PORT"),
-        ssl_mode=data.choice("app_ssl_mode", "verify-full", SSL_MODES, "POSTGRESQL_SSL_MODE"),
-        pool_size=data.integer("app_pool_size", 10, 1, 10000, "POSTGRESQL_POOL_SIZE"),
-        timeout=data.integer("app_timeout", 30, 1, 3600, "POSTGRESQL_TIMEOUT"),
-        host=str(host) if host else None,
+        database=data.get("app_database"),
+        user=data.get("app_user"),
+        port=data.get("app_port"),
+        ssl_mode=data.get("app_ssl_mode"),
+        pool_size=data.get("app_pool_size"),
+        timeout=data.get("app_timeout"),
+        host=data.get("app_host"),
     )
 
 
 # --- PostgreSQL server ---------------------------------------------------------------------------
 
-# pgaudit.log's classes (pgaudit README, "pgaudit.log"); a class may be subtracted with '-'.
-PGAUDIT_CLASSES = ("read", "write", "function", "role", "ddl", "misc", "misc_set", "all")
-PGAUDIT_DEFAULT_LOG = ("ddl", "role")
 # What the readiness check proves is logged: schema and privilege changes (CIS 3.2).
-PGAUDIT_REQUIRED = frozenset(PGAUDIT_DEFAULT_LOG)
+PGAUDIT_REQUIRED = frozenset(("ddl", "role"))
 
 
 @dataclass(frozen=True)
@@ -171,7 +88,7 @@ class PostgresSettings:
     superuser_reserved_connections: int
     extra_ports: tuple[int, ...] = field(default=())  # PgBouncer, exporter: opened by firewall
     pgaudit: bool = True  # session audit logging (CIS 3.2); False drops it on the next deploy
-    pgaudit_log: tuple[str, ...] = PGAUDIT_DEFAULT_LOG
+    pgaudit_log: tuple[str, ...] = tuple(sorted(PGAUDIT_REQUIRED))
     pgaudit_log_relation: bool = False  # one line per relation of SELECT/DML: volume
     pgaudit_log_parameter: bool = False  # bind parameters: secrets and personal data in logs
 
@@ -202,6 +119,22 @@ class PostgresSettings:
                 "pgaudit.log_parameter": "on" if self.pgaudit_log_parameter else "off"}
 
 
+def _cidrs(data: Data, key: str) -> tuple[IPNetwork, ...]:
+    """The key's CIDRs; the whole Internet, or a range wider than the bound, only with the loud
+    postgres_allow_public_access (which `bgdb check` then flags)."""
+    nets: tuple[IPNetwork, ...] = data.get(key)
+    bounds = {v: data.get(f"postgres_cidr_min_prefix_v{v}") for v in (4, 6)}
+    if data.get("postgres_allow_public_access"):
+        return nets
+    for net in nets:
+        bound = bounds[net.version]
+        if net.prefixlen < bound:
+            raise SettingsError(key, str(net), f"wider than /{bound}: opens the database to "
+                                f"{net.num_addresses:,} addresses; narrow it, or set "
+                                "postgres_allow_public_access = True", data.raw(key)[1])
+    return nets
+
+
 def pgaudit_included(classes: Sequence[str]) -> set[str]:
     """The classes a pgaudit.log list logs: 'all' expands, '-class' subtracts."""
     names = [c.strip().lower() for c in classes]
@@ -209,44 +142,25 @@ def pgaudit_included(classes: Sequence[str]) -> set[str]:
     return included - {c[1:] for c in names if c.startswith("-")}
 
 
-def pgaudit_classes(data: Data, key: str = "postgres_pgaudit_log") -> tuple[str, ...]:
+def pgaudit_classes(data: Data) -> tuple[str, ...]:
     """pgaudit.log as a list (or 'ddl, role'): pgaudit's classes only, covering ddl and role."""
-    value, src = data.raw(key, list(PGAUDIT_DEFAULT_LOG))
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, Sequence) or not items:
-        raise SettingsError(key, value, "expected a list of pgaudit classes like "
-                            "['ddl', 'role']", src)
-    classes: list[str] = []
-    for item in items:
-        name = str(item).strip().lower()
-        if not isinstance(item, str) or name.lstrip("-") not in PGAUDIT_CLASSES:
-            raise SettingsError(key, item, "not a pgaudit.log class: expected one of "
-                                f"{', '.join(PGAUDIT_CLASSES)} (or '-class' to subtract)", src)
-        classes.append(name)
+    classes: tuple[str, ...] = data.get("postgres_pgaudit_log")
     if not pgaudit_included(classes) >= PGAUDIT_REQUIRED:
-        raise SettingsError(key, value, "must log at least ddl and role (CIS 3.2); set "
-                            "postgres_pgaudit = False to turn audit logging off", src)
-    return tuple(dict.fromkeys(classes))
+        value, src = data.raw("postgres_pgaudit_log")
+        raise SettingsError("postgres_pgaudit_log", value, "must log at least ddl and role "
+                            "(CIS 3.2); set postgres_pgaudit = False to turn audit logging off",
+                            src)
+    return classes
 
 
 def postgres_settings(data: Data) -> PostgresSettings:
-    overrides = data.mapping("postgres_overrides")
-    for name in overrides:
-        if not re.match(r"^[a-z_][a-z0-9_.]*$", name):
-            raise SettingsError("postgres_overrides", name, "not a PostgreSQL setting name")
-        if name.startswith("pgaudit."):
-            raise SettingsError(f"postgres_overrides.{name}", overrides[name],
-                                "pgaudit is set by the postgres_pgaudit* keys, not an override")
-    pgaudit = data.flag("postgres_pgaudit", True)
-    if "shared_preload_libraries" in overrides:
-        libs = {lib.strip() for lib in overrides["shared_preload_libraries"].split(",")}
-        needed = ["pg_stat_statements", *(["pgaudit"] if pgaudit else [])]
-        missing = [lib for lib in needed if lib not in libs]
-        if missing:
-            raise SettingsError("postgres_overrides.shared_preload_libraries",
-                                overrides["shared_preload_libraries"],
-                                f"must keep {', '.join(missing)} (the deploy creates its "
-                                "extension; pgaudit: see postgres_pgaudit)")
+    overrides = data.get("postgres_overrides")
+    pgaudit = data.get("postgres_pgaudit")
+    version = data.get("postgres_version")
+    # Unset: the distribution's major, known from the host's facts at deploy time; the
+    # overrides must then suit every major a Debian release ships.
+    guc.check(overrides, [version] if version else guc.SHIPPED_MAJORS, pgaudit=pgaudit,
+              source=data.raw("postgres_overrides")[1])
     for name in _MEMORY_GUCS:
         if name in overrides:
             try:
@@ -254,49 +168,33 @@ def postgres_settings(data: Data) -> PostgresSettings:
             except ValueError as exc:
                 gkey = f"postgres_overrides.{name}"
                 raise SettingsError(gkey, overrides[name], str(exc)) from None
-    cert = data.path("postgres_ssl_cert_file")
-    key = data.path("postgres_ssl_key_file")
-    ca = data.path("postgres_ssl_ca_file")
+    cert, key, ca = (data.get(f"postgres_ssl_{k}_file") for k in ("cert", "key", "ca"))
     given = [p for p in (cert, key, ca) if p is not None]
     if given and len(given) != 3:
         raise SettingsError("postgres_ssl_cert_file", str(cert),
                             "set all of postgres_ssl_cert_file, _key_file and _ca_file, or none")
-    memory, _ = data.raw("postgres_memory_mb")
-    listen, _ = data.raw("postgres_listen_addresses", [])
-    if listen == "*" or (isinstance(listen, list) and "*" in listen):
-        raise SettingsError("postgres_listen_addresses", listen,
-                            "'*' exposes every interface: list the service addresses")
-    for addr in listen:
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            if addr != "localhost":
-                raise SettingsError("postgres_listen_addresses", addr,
-                                    "expected IP addresses or 'localhost'") from None
     return PostgresSettings(
-        version=None if data.raw("postgres_version")[0] is None
-        else data.integer("postgres_version", 15, 12, 17),
-        port=data.integer("postgres_port", 5432, 1, 65535),
-        cluster=data.ident("postgres_cluster", "main"),
-        locale=data.choice("postgres_locale", "C.UTF-8", ("C.UTF-8", "en_US.UTF-8", "C")),
-        workload=data.choice("postgres_workload", "oltp", tuning.WORKLOADS),
-        disk=data.choice("postgres_disk", "ssd", tuning.DISK_TYPES),
-        memory_mb=None if memory is None else data.integer("postgres_memory_mb", 0, 256, 1 << 24),
-        listen_addresses=tuple(listen),
-        allowed_cidrs=data.cidrs("postgres_allowed_cidrs", required=True),
-        admin_cidrs=data.cidrs("postgres_admin_cidrs", required=False),
-        monitoring_cidrs=data.cidrs("postgres_monitoring_cidrs", required=False),
+        version=version,
+        port=data.get("postgres_port"),
+        cluster=data.get("postgres_cluster"),
+        locale=data.get("postgres_locale"),
+        workload=data.get("postgres_workload"),
+        disk=data.get("postgres_disk"),
+        memory_mb=data.get("postgres_memory_mb"),
+        listen_addresses=data.get("postgres_listen_addresses"),
+        allowed_cidrs=_cidrs(data, "postgres_allowed_cidrs"),
+        admin_cidrs=_cidrs(data, "postgres_admin_cidrs"),
+        monitoring_cidrs=_cidrs(data, "postgres_monitoring_cidrs"),
         overrides=overrides,
         ssl_files=SslFiles(cert, key, ca) if cert and key and ca else None,
-        firewall=data.flag("postgres_firewall", True),
-        ssh_port=data.integer("ssh_port", 22, 1, 65535),
-        app_connection_limit=data.integer("postgres_app_connection_limit", 200, 1, 100000),
-        superuser_reserved_connections=data.integer(
-            "postgres_superuser_reserved_connections", 3, 1, 100),
+        firewall=data.get("postgres_firewall"),
+        ssh_port=data.get("ssh_port"),
+        app_connection_limit=data.get("postgres_app_connection_limit"),
+        superuser_reserved_connections=data.get("postgres_superuser_reserved_connections"),
         pgaudit=pgaudit,
         pgaudit_log=pgaudit_classes(data),
-        pgaudit_log_relation=data.flag("postgres_pgaudit_log_relation", False),
-        pgaudit_log_parameter=data.flag("postgres_pgaudit_log_parameter", False),
+        pgaudit_log_relation=data.get("postgres_pgaudit_log_relation"),
+        pgaudit_log_parameter=data.get("postgres_pgaudit_log_parameter"),
     )
 
 
@@ -351,28 +249,6 @@ def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[
 
 # --- backups (pgBackRest, pg_dump) and scheduled maintenance -------------------------------------
 
-# Set by the backup settings only: an override such as archive_command = '/bin/true' would
-# silently break the WAL chain that point-in-time recovery depends on.
-ARCHIVE_GUCS = ("archive_mode", "archive_command", "archive_library", "archive_timeout")
-_CALENDAR = re.compile(r"^[A-Za-z0-9*,.:/~ -]{1,100}$")  # systemd OnCalendar, loosely
-_ABS_PATH = re.compile(r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
-
-
-def _calendar(data: Data, key: str, default: str) -> str:
-    value, src = data.raw(key, default)
-    if not isinstance(value, str) or not _CALENDAR.match(value):
-        raise SettingsError(key, value, "expected a systemd OnCalendar expression such as "
-                            "'Sun *-*-* 01:00:00'", src)
-    return value
-
-
-def _abs_path(data: Data, key: str, default: str) -> str:
-    value, src = data.raw(key, default)
-    if not isinstance(value, str) or not _ABS_PATH.match(value) or "/../" in f"{value}/":
-        raise SettingsError(key, value, "expected an absolute path without spaces or '..'", src)
-    return value
-
-
 @dataclass(frozen=True)
 class BackupSettings:
     stanza: str
@@ -402,46 +278,32 @@ class BackupSettings:
 
 
 def backup_settings(data: Data) -> BackupSettings:
-    overrides = data.mapping("postgres_overrides")
-    for name in ARCHIVE_GUCS:
+    overrides = data.get("postgres_overrides")
+    for name in guc.ARCHIVE_GUCS:  # also on a backup host, which reads no other server setting
         if name in overrides:
-            raise SettingsError(f"postgres_overrides.{name}", overrides[name],
-                                "WAL archiving is set by the backup_* keys, not an override")
+            raise SettingsError(f"postgres_overrides.{name}", overrides[name], guc.OWNED[name],
+                                data.raw("postgres_overrides")[1])
     return BackupSettings(
-        stanza=data.ident("backup_stanza", "bgdb"),
-        repo_path=_abs_path(data, "backup_repo_path", "/var/lib/pgbackrest"),
-        encrypt=data.flag("backup_repo_encrypt", True),
-        retention_days=data.integer("backup_retention_days", 30, 1, 3650),
-        archive_async=data.flag("backup_archive_async", True),
-        archive_timeout=data.integer("backup_archive_timeout", 60, 10, 3600),
-        compress=data.choice("backup_compress", "zst", ("zst", "lz4", "gz", "none")),
-        process_max=data.integer("backup_process_max", 2, 1, 64),
-        full_schedule=_calendar(data, "backup_full_schedule", "Sun *-*-* 01:00:00"),
-        diff_schedule=_calendar(data, "backup_diff_schedule", "Mon..Sat *-*-* 01:00:00"),
-        verify_schedule=_calendar(data, "backup_verify_schedule", "Sun *-*-* 06:00:00"),
-        dump_schedule=_calendar(data, "backup_dump_schedule", "*-*-* 02:30:00"),
-        dump_dir=_abs_path(data, "backup_dump_dir", "/var/backups/bgdb"),
-        dump_keep_days=data.integer("backup_dump_keep_days", 7, 1, 3650),
-        status_dir=_abs_path(data, "backup_status_dir", "/var/lib/bgdb/status"),
-        info_schedule=_calendar(data, "backup_info_schedule", "*:0/15"),
-        repo_host=_repo_host(data),
-        repo_host_user=data.ident("backup_repo_host_user", "pgbackrest"),
-        ssh_port=data.integer("ssh_port", 22, 1, 65535),
+        stanza=data.get("backup_stanza"),
+        repo_path=data.get("backup_repo_path"),
+        encrypt=data.get("backup_repo_encrypt"),
+        retention_days=data.get("backup_retention_days"),
+        archive_async=data.get("backup_archive_async"),
+        archive_timeout=data.get("backup_archive_timeout"),
+        compress=data.get("backup_compress"),
+        process_max=data.get("backup_process_max"),
+        full_schedule=data.get("backup_full_schedule"),
+        diff_schedule=data.get("backup_diff_schedule"),
+        verify_schedule=data.get("backup_verify_schedule"),
+        dump_schedule=data.get("backup_dump_schedule"),
+        dump_dir=data.get("backup_dump_dir"),
+        dump_keep_days=data.get("backup_dump_keep_days"),
+        status_dir=data.get("backup_status_dir"),
+        info_schedule=data.get("backup_info_schedule"),
+        repo_host=data.get("backup_repo_host"),
+        repo_host_user=data.get("backup_repo_host_user"),
+        ssh_port=data.get("ssh_port"),
     )
-
-
-def _repo_host(data: Data) -> str | None:
-    """The backup host's address, set by the inventory (deploy/hostdata.py) from group `backup`."""
-    value, src = data.raw("backup_repo_host", None)
-    if value is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        if isinstance(value, str) and re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$", value):
-            return value
-        raise SettingsError("backup_repo_host", value, "expected the backup host's address or "
-                            "DNS name", src) from None
 
 
 def check_backup_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> None:
@@ -473,25 +335,20 @@ class MaintenanceSettings:
 
 def maintenance_settings(data: Data) -> MaintenanceSettings:
     return MaintenanceSettings(
-        daily_schedule=_calendar(data, "maintenance_daily_schedule", "*-*-* 03:30:00"),
-        weekly_schedule=_calendar(data, "maintenance_weekly_schedule", "Sun *-*-* 04:00:00"),
-        monthly_schedule=_calendar(data, "maintenance_monthly_schedule", "*-*-01 05:00:00"),
-        retention_days=data.integer("maintenance_retention_days", 30, 1, 3650),
-        premake_days=data.integer("maintenance_premake_days", 14, 1, 365),
-        long_query_seconds=data.integer("maintenance_long_query_seconds", 300, 1, 86400),
+        daily_schedule=data.get("maintenance_daily_schedule"),
+        weekly_schedule=data.get("maintenance_weekly_schedule"),
+        monthly_schedule=data.get("maintenance_monthly_schedule"),
+        retention_days=data.get("maintenance_retention_days"),
+        premake_days=data.get("maintenance_premake_days"),
+        long_query_seconds=data.get("maintenance_long_query_seconds"),
     )
 
 
 # --- security updates (unattended-upgrades, deploy/upgrades.py) ---------------------------------
 
 # Debian's security archive: bookworm-security (and the older codename-only layout).
-UPGRADES_DEFAULT_ORIGINS = (
-    "origin=Debian,codename=${distro_codename}-security,label=Debian-Security",
-    "origin=Debian,codename=${distro_codename},label=Debian-Security",
-)
 # Server packages whose upgrade restarts the service (Debian's maintainer scripts): upgraded by an
 # operator in a maintenance window instead (README, "Security updates").
-UPGRADES_DEFAULT_BLACKLIST = ("postgresql-", "pgbouncer")
 _ORIGIN_KEYS = ("origin", "o", "label", "l", "codename", "n", "archive", "a", "suite",
                 "component", "c", "site")
 _ORIGIN_VALUE = re.compile(r"^[A-Za-z0-9${}_.:/+~ -]+$")
@@ -505,16 +362,8 @@ class UpgradeSettings:
     package_blacklist: tuple[str, ...]  # regular expressions matched at a package name's start
 
 
-def _strings(data: Data, key: str, default: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
-    value, src = data.raw(key, list(default))
-    if isinstance(value, str) or not isinstance(value, Sequence) or \
-            not all(isinstance(v, str) for v in value):
-        raise SettingsError(key, value, "expected a list of strings", src)
-    return tuple(dict.fromkeys(value)), src
-
-
 def upgrade_settings(data: Data) -> UpgradeSettings:
-    origins, src = _strings(data, "upgrades_origins", UPGRADES_DEFAULT_ORIGINS)
+    origins, src = data.get("upgrades_origins"), data.raw("upgrades_origins")[1]
     for origin in origins:
         pairs = [part.partition("=") for part in origin.split(",")]
         if not all(k in _ORIGIN_KEYS and eq and _ORIGIN_VALUE.match(v) for k, eq, v in pairs):
@@ -524,7 +373,8 @@ def upgrade_settings(data: Data) -> UpgradeSettings:
     if not any("Debian-Security" in o or "-security" in o for o in origins):
         raise SettingsError("upgrades_origins", list(origins), "no security origin (label="
                             "Debian-Security): security updates would never be installed", src)
-    blacklist, src = _strings(data, "upgrades_package_blacklist", UPGRADES_DEFAULT_BLACKLIST)
+    blacklist = data.get("upgrades_package_blacklist")
+    src = data.raw("upgrades_package_blacklist")[1]
     for pattern in blacklist:
         try:
             re.compile(pattern)
@@ -534,13 +384,12 @@ def upgrade_settings(data: Data) -> UpgradeSettings:
         if not _PACKAGE_RE.match(pattern):
             raise SettingsError("upgrades_package_blacklist", pattern,
                                 "expected a package name pattern like 'postgresql-'", src)
-    return UpgradeSettings(enabled=data.flag("upgrades_enabled", True), origins=origins,
+    return UpgradeSettings(enabled=data.get("upgrades_enabled"), origins=origins,
                            package_blacklist=blacklist)
 
 
 # --- PgBouncer -----------------------------------------------------------------------------------
 
-POOL_MODES = ("session", "transaction", "statement")
 PGBOUNCER_AUTH_USER = "pgbouncer"
 # Roles that get a server pool through PgBouncer: the roles pg_hba lets in over the local socket
 # to the application database (postgres.hba_roles + the monitor), and the auth_user itself.
@@ -604,17 +453,7 @@ def planned_max_connections(pg: PostgresSettings) -> int:
 
 
 def pgbouncer_port(data: Data) -> int:
-    return data.integer("pgbouncer_port", 6432, 1, 65535)
-
-
-def _role_list(data: Data, key: str, default: Sequence[str]) -> tuple[str, ...]:
-    value, src = data.raw(key, list(default))
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise SettingsError(key, value, "expected a list of role names", src)
-    for item in value:
-        if not isinstance(item, str) or not _IDENT.match(item):
-            raise SettingsError(key, item, "expected a lowercase SQL identifier", src)
-    return tuple(dict.fromkeys(value))
+    return data.get("pgbouncer_port")
 
 
 def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
@@ -624,46 +463,27 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
     port = pgbouncer_port(data)
     if port == pg.port:
         raise SettingsError("pgbouncer_port", port, f"must differ from postgres_port {pg.port}")
-    listen, _ = data.raw("pgbouncer_listen_addresses", [])
-    if isinstance(listen, str) or not isinstance(listen, Sequence):
-        raise SettingsError("pgbouncer_listen_addresses", listen, "expected a list of addresses")
-    for addr in listen:
-        try:
-            ip = ipaddress.ip_address(str(addr))
-        except ValueError:
-            raise SettingsError("pgbouncer_listen_addresses", addr,
-                                "expected IP addresses; '*' exposes every interface") from None
-        if ip.is_unspecified:
-            raise SettingsError("pgbouncer_listen_addresses", addr,
-                                "exposes every interface: list the service addresses")
-    pool_value, _ = data.raw("pgbouncer_default_pool_size")
-    if pool_value is None:  # the seed's POSTGRESQL_POOL_SIZE
-        pool, pool_src = app.pool_size, data.raw("app_pool_size", None, "POSTGRESQL_POOL_SIZE")[1]
-    else:
-        pool, pool_src = data.integer("pgbouncer_default_pool_size", 10, 1, 10000), None
-    wait_value, _ = data.raw("pgbouncer_query_wait_timeout")
-    wait = app.timeout if wait_value is None else data.integer(
-        "pgbouncer_query_wait_timeout", 30, 0, 86400)
-    reset, _ = data.raw("pgbouncer_server_reset_query", "DISCARD ALL")
-    if not isinstance(reset, str) or any(c in reset for c in "\n\r;"):
-        raise SettingsError("pgbouncer_server_reset_query", reset, "expected one SQL statement")
+    pool = data.get("pgbouncer_default_pool_size")
+    pool_src = data.raw("pgbouncer_default_pool_size")[1]
+    if pool is None:  # the seed's POSTGRESQL_POOL_SIZE
+        pool, pool_src = app.pool_size, data.raw("app_pool_size")[1]
+    wait = data.get("pgbouncer_query_wait_timeout")
     bouncer = PgBouncerSettings(
         port=port,
-        listen_addresses=tuple(str(a) for a in listen),
-        pool_mode=data.choice("pgbouncer_pool_mode", "transaction", POOL_MODES),
+        listen_addresses=data.get("pgbouncer_listen_addresses"),
+        pool_mode=data.get("pgbouncer_pool_mode"),
         default_pool_size=pool,
-        reserve_pool_size=data.integer("pgbouncer_reserve_pool_size", 5, 0, 10000),
-        reserve_pool_timeout=data.integer("pgbouncer_reserve_pool_timeout", 3, 0, 3600),
-        max_client_conn=data.integer("pgbouncer_max_client_conn", 1000, 1, 100000),
-        query_wait_timeout=wait,
-        server_reset_query=reset,
-        server_idle_timeout=data.integer("pgbouncer_server_idle_timeout", 600, 0, 86400),
-        server_lifetime=data.integer("pgbouncer_server_lifetime", 3600, 0, 604800),
-        client_idle_timeout=data.integer("pgbouncer_client_idle_timeout", 0, 0, 604800),
-        idle_transaction_timeout=data.integer("pgbouncer_idle_transaction_timeout", 600, 0,
-                                              86400),
-        admin_users=_role_list(data, "pgbouncer_admin_users", ()),
-        stats_users=_role_list(data, "pgbouncer_stats_users", ("bg_agents_monitor",)),
+        reserve_pool_size=data.get("pgbouncer_reserve_pool_size"),
+        reserve_pool_timeout=data.get("pgbouncer_reserve_pool_timeout"),
+        max_client_conn=data.get("pgbouncer_max_client_conn"),
+        query_wait_timeout=app.timeout if wait is None else wait,
+        server_reset_query=data.get("pgbouncer_server_reset_query"),
+        server_idle_timeout=data.get("pgbouncer_server_idle_timeout"),
+        server_lifetime=data.get("pgbouncer_server_lifetime"),
+        client_idle_timeout=data.get("pgbouncer_client_idle_timeout"),
+        idle_transaction_timeout=data.get("pgbouncer_idle_transaction_timeout"),
+        admin_users=data.get("pgbouncer_admin_users"),
+        stats_users=data.get("pgbouncer_stats_users"),
         databases=(app.database,),
         pool_users=tuple(dict.fromkeys((app.user, *PGBOUNCER_POOL_ROLES))),
         max_connections=planned_max_connections(pg) if max_connections is None
@@ -685,11 +505,9 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
 
 # --- the bgdb exporter (exporters/, installed by deploy/exporter.py) -----------------------------
 
-EXPORTER_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Ports the exporter must not take: postgres_exporter's well-known port (and the database's,
 # PgBouncer's and SSH's, checked against the settings).
 POSTGRES_EXPORTER_PORT = 9187
-_HTTP_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -719,50 +537,33 @@ def _pgbouncer_deployed() -> bool:
 
 
 def exporter_settings(data: Data, pg: PostgresSettings) -> ExporterSettings:
-    port = data.integer("exporter_port", 9847, 1, 65535)
+    port = data.get("exporter_port")
     taken = {POSTGRES_EXPORTER_PORT: "postgres_exporter's port", pg.port: "postgres_port",
              pgbouncer_port(data): "pgbouncer_port", pg.ssh_port: "ssh_port"}
     if port in taken:
         raise SettingsError("exporter_port", port, f"is {taken[port]}: choose another port")
-    listen, src = data.raw("exporter_listen_address", None)
-    if listen is not None:
-        try:
-            ip = ipaddress.ip_address(str(listen))
-        except ValueError:
-            raise SettingsError("exporter_listen_address", listen,
-                                "expected an IP address, or None for the service address",
-                                src) from None
-        if ip.is_unspecified:
-            raise SettingsError("exporter_listen_address", listen,
-                                "exposes every interface: give the service address")
-    user, _ = data.raw("exporter_basic_auth_user", None)
-    if user is not None and (not isinstance(user, str) or not _HTTP_USER.match(user)):
-        raise SettingsError("exporter_basic_auth_user", user,
-                            "expected 1-64 letters, digits, '.', '_' or '-', or None")
-    statement = data.integer("exporter_statement_timeout_seconds", 2, 1, 60)
-    scrape = data.integer("exporter_scrape_timeout_seconds", 5, 1, 300)
+    statement = data.get("exporter_statement_timeout_seconds")
+    scrape = data.get("exporter_scrape_timeout_seconds")
     if scrape < statement:
         raise SettingsError("exporter_scrape_timeout_seconds", scrape,
                             f"must be >= exporter_statement_timeout_seconds ({statement})")
-    bouncer, _ = data.raw("exporter_pgbouncer", None)
+    bouncer = data.get("exporter_pgbouncer")
     return ExporterSettings(
-        enabled=data.flag("exporter_enabled", True),
+        enabled=data.get("exporter_enabled"),
         port=port,
-        listen_address=None if listen is None else str(listen),
-        heartbeat_interval_seconds=data.integer("exporter_heartbeat_interval_seconds", 60, 1,
-                                                86400),
-        max_agents=data.integer("exporter_max_agents", 200, 1, 100000),
+        listen_address=data.get("exporter_listen_address"),
+        heartbeat_interval_seconds=data.get("exporter_heartbeat_interval_seconds"),
+        max_agents=data.get("exporter_max_agents"),
         statement_timeout_seconds=statement,
         scrape_timeout_seconds=scrape,
-        long_query_seconds=data.integer("exporter_long_query_seconds", 300, 1, 86400),
-        top_tables=data.integer("exporter_top_tables", 20, 1, 1000),
-        max_label_values=data.integer("exporter_max_label_values", 50, 1, 1000),
-        pgbouncer=_pgbouncer_deployed() if bouncer is None else data.flag("exporter_pgbouncer",
-                                                                          True),
-        backup_status=data.flag("exporter_backup_status", True),
-        tls=data.flag("exporter_tls", False),
-        basic_auth_user=user,
-        log_level=data.choice("exporter_log_level", "INFO", EXPORTER_LOG_LEVELS),
+        long_query_seconds=data.get("exporter_long_query_seconds"),
+        top_tables=data.get("exporter_top_tables"),
+        max_label_values=data.get("exporter_max_label_values"),
+        pgbouncer=_pgbouncer_deployed() if bouncer is None else bouncer,
+        backup_status=data.get("exporter_backup_status"),
+        tls=data.get("exporter_tls"),
+        basic_auth_user=data.get("exporter_basic_auth_user"),
+        log_level=data.get("exporter_log_level"),
     )
 
 
@@ -790,14 +591,12 @@ class ReplicaSettings:
 
 def replica_settings(data: Data) -> ReplicaSettings:
     return ReplicaSettings(
-        drop_orphan_slots=data.flag("postgres_drop_orphan_slots", False),
-        reclone=data.flag("postgres_replica_reclone", False),
-        hot_standby_feedback=data.flag("postgres_replica_hot_standby_feedback", True),
-        max_lag_seconds=data.integer("postgres_replica_max_lag_seconds", 30, 1, 86400),
-        max_lag_bytes=data.integer("postgres_replica_max_lag_bytes", 64 << 20, 1 << 16,
-                                   1 << 40),
-        replicator_connection_limit=data.integer("postgres_replicator_connection_limit", 10,
-                                                 1, 1000),
+        drop_orphan_slots=data.get("postgres_drop_orphan_slots"),
+        reclone=data.get("postgres_replica_reclone"),
+        hot_standby_feedback=data.get("postgres_replica_hot_standby_feedback"),
+        max_lag_seconds=data.get("postgres_replica_max_lag_seconds"),
+        max_lag_bytes=data.get("postgres_replica_max_lag_bytes"),
+        replicator_connection_limit=data.get("postgres_replicator_connection_limit"),
     )
 
 
@@ -837,19 +636,11 @@ class ReadinessSettings:
 
 
 def readiness_settings(data: Data) -> ReadinessSettings:
-    evidence, src = data.raw("readiness_load_evidence", "reports/load_evidence.json")
-    if not isinstance(evidence, str) or not evidence.strip() or "\n" in evidence:
-        raise SettingsError("readiness_load_evidence", evidence,
-                            "expected a file path (relative to the repository, or absolute)",
-                            src)
     return ReadinessSettings(
-        load_evidence=evidence,
-        load_evidence_max_age_days=data.integer("readiness_load_evidence_max_age_days", 7, 1,
-                                                365),
-        load_min_ops_per_second=data.integer("readiness_load_min_ops_per_second", 1000, 1,
-                                             10_000_000),
-        load_max_p95_ms=data.integer("readiness_load_max_p95_ms", 100, 1, 600_000),
-        load_max_error_percent=data.integer("readiness_load_max_error_percent", 5, 0, 100),
-        restore_drill_max_age_days=data.integer("readiness_restore_drill_max_age_days", 30, 1,
-                                                3650),
+        load_evidence=data.get("readiness_load_evidence"),
+        load_evidence_max_age_days=data.get("readiness_load_evidence_max_age_days"),
+        load_min_ops_per_second=data.get("readiness_load_min_ops_per_second"),
+        load_max_p95_ms=data.get("readiness_load_max_p95_ms"),
+        load_max_error_percent=data.get("readiness_load_max_error_percent"),
+        restore_drill_max_age_days=data.get("readiness_restore_drill_max_age_days"),
     )

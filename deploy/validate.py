@@ -7,7 +7,6 @@ from dataclasses import replace
 
 from deploy.hostdata import InventoryHost
 from deploy.settings import (
-    Data,
     SettingsError,
     app_settings,
     backup_settings,
@@ -32,7 +31,7 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     check_backup_topology([(h.name, h.groups) for h in hosts])
     audited: dict[bool, str] = {}
     for host in hosts:
-        data = Data(host.data)
+        data = host.settings_data()
         app = app_settings(data)
         if "backup" in host.groups:
             backup_settings(data)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -66,8 +66,13 @@ class Lab:
         if not f.exists():
             return None
         data = json.loads(f.read_text())
-        data["hosts"] = [Host(**h) for h in data["hosts"]]
-        return cls(**data)
+        # Labs are machine-wide: one written by another version of this code may carry fields
+        # this one does not know (e.g. a host's release); what is read here is only its index.
+        known_host = {f.name for f in fields(Host)}
+        data["hosts"] = [Host(**{k: v for k, v in h.items() if k in known_host})
+                         for h in data["hosts"]]
+        known_lab = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known_lab})
 
 
 def default_specs(count: int, release: str = image.DEFAULT_RELEASE) -> list[HostSpec]:

@@ -3,7 +3,8 @@
 Seed code keeps working unchanged:
 
     db = PostgreSQLAdapter()          # settings from POSTGRESQL_* (background_agents.config)
-    await db.connect()                # or: async with PostgreSQLAdapter() as db:
+    # no connect step needed: the pool opens on first use (await db.connect() opens it at once,
+    # and so does `async with PostgreSQLAdapter() as db:`)
     await db.execute_query(
         "INSERT INTO performance_metrics (agent_id, metric_name, value) VALUES ($1, $2, $3)",
         agent_id, "cpu_usage", 25.5)
@@ -70,7 +71,12 @@ class AdapterError(Exception):
 
 
 class NotConnectedError(AdapterError):
-    """The adapter was used before connect() or after close()."""
+    """The adapter was used after close() (before connect() it connects by itself)."""
+
+
+class DatabaseUnavailable(AdapterError):
+    """The first connection could not be made within the timeout; the message says where to
+    (host, port, database, user) and why."""
 
 
 class WriteOutcomeUnknown(AdapterError):
@@ -120,6 +126,8 @@ class PostgreSQLAdapter:
         self.stats = AdapterStats()
         self._pool_kwargs = pool_kwargs or {}
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._closed = False
+        self._opening = asyncio.Lock()
         self._checking = False
         self._id_block = max(1, id_block_size)
         self._ids: dict[str, list[int]] = {}
@@ -133,6 +141,7 @@ class PostgreSQLAdapter:
         config.timeout)."""
         if self._pool is not None:
             return
+        self._closed = False
         cfg = self.config
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             cfg.conninfo(),
@@ -148,6 +157,9 @@ class PostgreSQLAdapter:
         )
         try:
             await pool.open(wait=cfg.pool_min_size > 0, timeout=cfg.timeout)
+        except retry.PoolTimeout:
+            await pool.close()
+            raise DatabaseUnavailable(await self._why_unreachable()) from None
         except BaseException:
             await pool.close()
             raise
@@ -156,7 +168,34 @@ class PostgreSQLAdapter:
 
     initialize = connect  # the seed's name for it
 
+    async def _why_unreachable(self) -> str:
+        """The message of DatabaseUnavailable: where, and libpq's reason (one more attempt, as
+        the pool only says it timed out)."""
+        cfg = self.config
+        where = (f"cannot connect to PostgreSQL at {cfg.host}:{cfg.port} (database "
+                 f"{cfg.database}, user {cfg.user}, sslmode {cfg.ssl_mode}) within "
+                 f"{cfg.timeout:g} s")
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                cfg.conninfo(), connect_timeout=max(1, min(5, int(cfg.timeout))))
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            return f"{where}: {reason}" if reason else where
+        await conn.close()
+        return f"{where} (a connection made afterwards worked: retry)"
+
+    async def _open(self) -> AsyncConnectionPool[Connection]:
+        """The pool, opened on first use: the seed constructs the adapter and queries at once."""
+        if self._pool is None:
+            if self._closed:
+                raise NotConnectedError("PostgreSQLAdapter was closed: await connect() to reopen")
+            async with self._opening:
+                if self._pool is None:
+                    await self.connect()
+        return self.pool
+
     async def close(self) -> None:
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -171,7 +210,8 @@ class PostgreSQLAdapter:
     @property
     def pool(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
-            raise NotConnectedError("PostgreSQLAdapter is not connected: await connect() first")
+            raise NotConnectedError("PostgreSQLAdapter is not connected: await connect() (or run "
+                                    "a query) first")
         return self._pool
 
     # --- queries ---
@@ -276,8 +316,9 @@ class PostgreSQLAdapter:
         a mass pg_terminate_backend kills them all), and finding that out before sending keeps
         the retry from failing again - or from turning a write's outcome into a question. The
         first attempt does not pay for the extra round trip."""
+        pool = await self._open()
         for _ in range(self.config.pool_size + 1):
-            conn = await self.pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            conn = await pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
             if not verify:
                 return conn
             try:
@@ -285,8 +326,8 @@ class PostgreSQLAdapter:
                 return conn
             except psycopg.Error:
                 self.stats.stale_connections += 1
-                await self.pool.putconn(conn)  # broken: the pool discards and replaces it
-        return await self.pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+                await pool.putconn(conn)  # broken: the pool discards and replaces it
+        return await pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
 
     async def _after_failure(self, exc: BaseException, kind: retry.Failure, attempt: int,
                              deadline: float, what: str) -> None:

@@ -34,9 +34,11 @@ def run_pyinfra(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Complet
     ({"POSTGRESQL_PORT": "99999"},
      "settings error: app_port = '99999' (from POSTGRESQL_PORT): expected an integer 1-65535"),
     ({"BGDB_EXTRA_DATA": json.dumps({"postgres_allowed_cidrs": ["10.0.0.0/33"]})},
-     "settings error: postgres_allowed_cidrs = '10.0.0.0/33': not a valid CIDR"),
+     "settings error: postgres_allowed_cidrs = '10.0.0.0/33' (from BGDB_EXTRA_DATA): not a valid "
+     "CIDR"),
     ({"BGDB_EXTRA_DATA": json.dumps({"postgres_allowed_cidrs": []})},
-     "settings error: postgres_allowed_cidrs = []: expected at least one CIDR"),
+     "settings error: postgres_allowed_cidrs = [] (from BGDB_EXTRA_DATA): expected at least one "
+     "CIDR"),
     ({"POSTGRESQL_SSL_MODE": "sometimes"},
      "settings error: app_ssl_mode = 'sometimes' (from POSTGRESQL_SSL_MODE): expected one of"),
     ({"POSTGRESQL_POOL_SIZE": "0"},
@@ -45,7 +47,8 @@ def run_pyinfra(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Complet
                                      "postgres_overrides": {"shared_buffers": "4GB"}})},
      "settings error: postgres_overrides.shared_buffers = '4GB': over 80% of the host's 2GB RAM"),
     ({"BGDB_EXTRA_DATA": json.dumps({"postgres_ssl_cert_file": "/nonexistent/server.crt"})},
-     "settings error: postgres_ssl_cert_file = '/nonexistent/server.crt': file does not exist"),
+     "settings error: postgres_ssl_cert_file = '/nonexistent/server.crt' (from BGDB_EXTRA_DATA): "
+     "file does not exist"),
 ])
 def test_bad_setting_fails_before_connecting(tmp_path: Path, env: dict[str, str],
                                              message: str) -> None:

@@ -27,25 +27,27 @@ from tests.integration.bgdb.helpers import (
 INSERTS = {
     "agents": "INSERT INTO agents (agent_id, name, type) VALUES ('agent-b', 'B', 'worker')",
     "agent_heartbeats": "INSERT INTO agent_heartbeats (agent_id, state, metrics)"
-                        " VALUES ('agent-a', 'running', '{\"cpu_percent\": 12.5}')",
+                        " VALUES ('agent-a', 'running', '{\"cpu_usage\": 12.5}')",
     "performance_metrics": "INSERT INTO performance_metrics (agent_id, metric_name, value)"
                            " VALUES ('agent-a', 'task_seconds', 1.5)",
     "system_state": "INSERT INTO system_state (key, value) VALUES ('leader', '\"agent-a\"')",
     "system_events": "INSERT INTO system_events (event_type, severity, agent_id, event_data)"
                      " VALUES ('task_failed', 'ERROR', 'agent-a', '{\"task\": 1}')",
-    "help_requests": "INSERT INTO help_requests (requesting_agent_id, request_type, context)"
-                     " VALUES ('agent-a', 'review', '{\"pr\": 7}')",
-    "help_responses": "WITH r AS (INSERT INTO help_requests (request_type) VALUES ('x')"
-                      " RETURNING id)"
-                      " INSERT INTO help_responses (request_id, responding_agent_id, response)"
-                      " SELECT r.id, 'agent-a', '{\"ok\": true}' FROM r",
+    "help_requests": "INSERT INTO help_requests (request_id, user_id, content, requesting_agent_id,"
+                     " request_type, context) VALUES ('req-a', 'agent-a', 'review PR 7', 'agent-a',"
+                     " 'review', '{\"pr\": 7}')",
+    "help_responses": "WITH r AS (INSERT INTO help_requests (request_id, user_id, content)"
+                      " VALUES ('req-b', 'user-b', 'x') RETURNING request_id)"
+                      " INSERT INTO help_responses (request_id, response_id, content, agent_id,"
+                      " response) SELECT r.request_id, 'resp-b', 'ok', 'agent-a', '{\"ok\": true}'"
+                      " FROM r",
     "agent_communications": "INSERT INTO agent_communications"
-                            " (sender_id, recipient_id, message_type, content)"
+                            " (from_agent, to_agent, message_type, content)"
                             " VALUES ('agent-a', 'agent-a', 'ping', '{}')",
-    "llm_conversations": "INSERT INTO llm_conversations (agent_id, model, prompt, response,"
-                         " tokens_input, tokens_output, cost, duration)"
-                         " VALUES ('agent-a', 'm', 'hi', 'hello', 3, 5, 0.0001, 0.8)",
-    # Created by the later test migration 0004: covered by the default privileges alone.
+    "llm_conversations": "INSERT INTO llm_conversations (conversation_id, agent_id, model, prompt,"
+                         " response, tokens_input, tokens_output, tokens_used, cost, duration)"
+                         " VALUES ('conv-a', 'agent-a', 'm', 'hi', 'hello', 3, 5, 8, 0.0001, 0.8)",
+    # Created by the later test migration 0099: covered by the default privileges alone.
     "later_table": "INSERT INTO later_table (note) VALUES ('x')",
 }
 LATER_MIGRATION = """
@@ -91,8 +93,8 @@ def later_dsn(scratch_dsn: str, tmp_path: Path) -> str:
     saw when it granted privileges on existing tables)."""
     directory = copy_sql(tmp_path)
     apply(scratch_dsn, directory)
-    (directory / "0004_later_table.sql").write_text(LATER_MIGRATION)
-    assert [m.filename for m in apply(scratch_dsn, directory).applied] == ["0004_later_table.sql"]
+    (directory / "0099_later_table.sql").write_text(LATER_MIGRATION)
+    assert [m.filename for m in apply(scratch_dsn, directory).applied] == ["0099_later_table.sql"]
     return scratch_dsn
 
 
@@ -170,7 +172,7 @@ def test_seed_example_insert_and_updated_at_trigger(migrated_dsn: str) -> None:
             ["agent-a", "task_seconds", 2.5],
         )
         row = conn.execute(
-            "SELECT id > 0, now() - timestamp < interval '1 minute', tags, unit"
+            "SELECT id > 0, now() - timestamp < interval '1 minute', metadata, unit"
             " FROM performance_metrics WHERE agent_id = 'agent-a'").fetchone()
         assert row == (True, True, {}, None)
         conn.execute("UPDATE agents SET state = 'running' WHERE agent_id = 'agent-a'")

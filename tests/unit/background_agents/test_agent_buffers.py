@@ -64,5 +64,6 @@ def test_statements_are_checked_before_any_connection() -> None:
         asyncio.run(db.execute_query("SELECT $1, $2, $3", 1, 2))
     with pytest.raises(SqlTextError, match="BEGIN is not supported"):
         asyncio.run(db.execute_query("BEGIN"))
-    with pytest.raises(NotConnectedError):
+    asyncio.run(db.close())
+    with pytest.raises(NotConnectedError, match="closed"):  # no lazy reopen after close()
         asyncio.run(db.execute_query("SELECT 1"))
