@@ -115,7 +115,8 @@ def test_sizing_matches_host(db: Target) -> None:
     for name in names:
         setting, unit = rows.get(name, ("?", ""))
         if _as_unit(expected[name], unit) != setting:
-            wrong.append(f"{name}={setting} x {unit or 1} (expected {expected[name]})")
+            shown = f"{setting} x {unit}" if unit == "8kB" else f"{setting}{unit}"
+            wrong.append(f"{name}={shown} (expected {expected[name]})")
     assert not wrong, "sizing differs from the tuning formulas: " + ", ".join(wrong)
 
 
