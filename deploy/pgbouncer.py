@@ -33,7 +33,7 @@ from pyinfra.api.command import MaskString
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import hostfacts, pgsql, scram, secrets
+from deploy import hostfacts, pgsql, postgres, scram, secrets
 from deploy.render import as_file, render
 from deploy.roles import login_roles
 from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
@@ -44,6 +44,7 @@ AUTH_FILE = f"{CONF_DIR}/userlist.txt"
 DROP_IN = "/etc/systemd/system/pgbouncer.service.d/bgdb.conf"
 PACKAGE_UNIT = "/lib/systemd/system/pgbouncer.service"  # Debian 12 and 13 ship one
 NATIVE_UNIT = "/etc/systemd/system/pgbouncer.service"
+TLS_FINGERPRINT = "/etc/pgbouncer/bgdb-tls.sha256"
 UNIT = "pgbouncer"
 IDENT_MAP = "bgdb_pgbouncer"
 SALT_KEY = "pgbouncer-salt-key"  # in the secrets directory, generated on first use
@@ -194,6 +195,12 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
                  != NATIVE_UNIT)
     conf = files.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
                      group="postgres", mode="0640")
+    # PgBouncer reads its TLS files at start and reload only: a renewed certificate (new
+    # addresses, expiry) needs a reload, which a fingerprint of it here triggers.
+    cert = postgres.server_certificate(pg, address)
+    tls = files.put(name="Record the certificate PgBouncer serves",
+                    src=StringIO(hashlib.sha256(cert.cert_pem.encode()).hexdigest() + "\n"),
+                    dest=TLS_FINGERPRINT, mode="0644")
     users = files.put(name="Write the auth file (SCRAM verifiers only)",
                       src=as_file("pgbouncer-userlist.txt.j2", entries=entries), dest=AUTH_FILE,
                       user="root", group="postgres", mode="0640")
@@ -207,5 +214,6 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
                  commands=["systemctl daemon-reload", f"systemctl restart {UNIT}"], _if=restart)
     server.shell(name="Reload PgBouncer (clients stay connected)",
                  commands=[f"systemctl reload-or-restart {UNIT}"],
-                 _if=lambda: (conf.did_change() or users.did_change()) and not restart())
+                 _if=lambda: (conf.did_change() or users.did_change() or tls.did_change())
+                 and not restart())
 

@@ -108,12 +108,7 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     conf.update(backup.archive_config(backup_settings(Data(host.data.dict())), conf))
     if adjust:
         conf = adjust(conf)
-    hostname = host.get_fact(Hostname) or host.name
-    cert = certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
-    if pg.ssl_files:
-        cert = certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
-                                pg.ssl_files.ca.read_text())
+    cert = server_certificate(pg, address)
     ssl_ops = [
         files.put(name="Upload the server certificate", src=StringIO(cert.cert_pem),
                   dest=f"{pg.conf_dir}/bgdb-server.crt", user="postgres", group="postgres",
@@ -143,6 +138,17 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
         dest=f"{pg.conf_dir}/pg_hba.conf", user="postgres", group="postgres", mode="0640",
     )
     return [conf_op, hba_op, *ssl_ops]
+
+
+def server_certificate(pg: PostgresSettings, address: str) -> certs.ServerCert:
+    """This host's certificate: the operator's files, or one from the bundle's CA (PgBouncer
+    serves the same files)."""
+    if pg.ssl_files:
+        return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
+                                pg.ssl_files.ca.read_text())
+    hostname = host.get_fact(Hostname) or host.name
+    return certs.server_cert(host.name, [hostname, host.name, "localhost"],
+                             [address, "127.0.0.1"])
 
 
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
