@@ -51,3 +51,15 @@ def test_tuning_uses_the_reported_kilobytes() -> None:
     pg = hostfacts.resolve(postgres_settings(Data(BASE, env={})), facts("12"), "db1")
     odd = hostfacts.HostFacts(25165823, 2, "debian", "12", "bookworm")
     assert hostfacts.tuned_config(pg, odd) == server_config(pg, 25165823, 2)
+
+
+@pytest.mark.parametrize(("release", "packages"), [
+    ("11", ["libpq5"]), ("12", ["python3-psycopg"]), ("13", ["python3-psycopg"])])
+def test_psycopg3_from_the_archive_or_brought_on_debian_11(release: str,
+                                                          packages: list[str]) -> None:
+    from deploy import pylibs
+
+    assert pylibs.apt_packages(facts(release)) == packages
+    assert pylibs.needs_wheels(facts(release)) == (release == "11")
+    # Pinned to the 3.2 series: the last psycopg for bullseye's Python 3.9.
+    assert pylibs.WHEELS[0].startswith("psycopg-3.2.")
