@@ -19,10 +19,9 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
-from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, jobs, secrets
+from deploy import jobs, postgres, secrets
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -111,16 +110,6 @@ def scrape_password(ex: ExporterSettings) -> str | None:
     return secrets.password(SCRAPE_SECRET) if ex.basic_auth_user else None
 
 
-def _host_cert(pg: PostgresSettings, address: str) -> certs.ServerCert:
-    """The certificate PostgreSQL got from deploy/postgres.py (same names, same CA)."""
-    if pg.ssl_files:
-        return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
-                                pg.ssl_files.ca.read_text())
-    hostname = host.get_fact(Hostname) or host.name
-    return certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
-
-
 @deploy("Install the bgdb exporter")
 def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings,
                      backup_status_file: str | None = None) -> None:
@@ -154,7 +143,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                        group=USER, mode="0600")
     tls_ops = []
     if ex.tls:
-        cert = _host_cert(pg, address)
+        cert = postgres.server_certificate(pg, address)  # the one PostgreSQL serves
         tls_ops = [
             files.put(name="Upload the exporter's TLS certificate",
                       src=StringIO(cert.cert_pem + cert.ca_pem), dest=TLS_CERT, user="root",
