@@ -2,18 +2,25 @@
 
     client = AgentClient(db, "agent-7", agent_type="worker", config={"queue": "default"})
     await client.register()                    # agents row: state running, started_at, config
-    await client.heartbeat({"cpu_percent": 12}) # agent_heartbeats row + agents.last_heartbeat
+    await client.heartbeat({"queue": 3})       # agent_heartbeats row (+ cpu_usage), last_heartbeat
     client.record_metric("cpu_usage", 25.5)     # buffered; flush_metrics() sends a batch
     await client.flush_metrics()                # every buffered sample in one round trip
     await client.log_event("task_done", {"task": 42})
     await client.send_message("agent-8", "task", {"id": 42})
     for msg in await client.receive_messages(): ...
+    req = await client.request_help("why is the queue stuck?", {"queue": "default"})
     await client.shutdown()                     # state stopped, stopped_at
+
+Rows are written under the seed's column names (../shared/seed.txt: from_agent/to_agent/timestamp
+of agent_communications, request_id/user_id/content of help_requests, response_id/content/
+generated_at/agent_id of help_responses, conversation_id/tokens_used of llm_conversations,
+metadata of performance_metrics), so that the seed's own queries read what this client writes.
 
 Retries never duplicate a row: every row is inserted with a key chosen before the first attempt -
 an id taken in advance from the table's own identity sequence (PostgreSQLAdapter.next_ids) and, for
-the day-partitioned tables whose primary key is (timestamp, id), the client's timestamp - with
-ON CONFLICT DO NOTHING. A retry after a lost connection sends the same key: if the first attempt
+the day-partitioned tables whose primary key is (timestamp, id), the client's timestamp; for help
+requests and responses the seed's text key (request_id, response_id), a UUID - with ON CONFLICT
+DO NOTHING. A retry after a lost connection sends the same key: if the first attempt
 committed, the retry inserts nothing. Updates set absolute values (state, GREATEST(last_heartbeat,
 t), coalesce(stopped_at, t)), so repeating them changes nothing. A metrics batch that failed keeps
 its ids and is sent again, unchanged, with the next flush. Receiving messages claims them with a
@@ -28,23 +35,28 @@ agents' clocks synchronised (NTP), as the health queries compare them with the s
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter, Row
 
 log = logging.getLogger("background_agents.agent")
 
 MAX_BUFFERED_METRICS = 10_000
+PRIORITIES = ("low", "medium", "high")  # help_requests.priority, the seed's values
 
 REGISTER_SQL = """
 INSERT INTO agents (agent_id, name, type, state, config, metadata, started_at, stopped_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
 ON CONFLICT (agent_id) DO UPDATE
 SET name = EXCLUDED.name, type = EXCLUDED.type, state = EXCLUDED.state,
-    config = EXCLUDED.config, metadata = agents.metadata || EXCLUDED.metadata,
+    config = EXCLUDED.config, metadata = coalesce(agents.metadata, '{}') || EXCLUDED.metadata,
     started_at = EXCLUDED.started_at, stopped_at = NULL
 """
 
@@ -61,10 +73,10 @@ WHERE agent_id = $3 AND stopped_at IS NULL
 """
 
 METRICS_SQL = """
-INSERT INTO performance_metrics (id, timestamp, agent_id, metric_name, value, unit, tags)
-SELECT m.id, m.ts, $3, m.name, m.value, m.unit, m.tags
+INSERT INTO performance_metrics (id, timestamp, agent_id, metric_name, value, unit, metadata)
+SELECT m.id, m.ts, $3, m.name, m.value, m.unit, m.metadata
 FROM unnest($1::bigint[], $2::timestamptz[], $4::text[], $5::float8[], $6::text[], $7::jsonb[])
-     AS m (id, ts, name, value, unit, tags)
+     AS m (id, ts, name, value, unit, metadata)
 ON CONFLICT DO NOTHING
 """
 
@@ -75,71 +87,82 @@ ON CONFLICT DO NOTHING
 """
 
 SEND_SQL = """
-INSERT INTO agent_communications (id, sender_id, recipient_id, message_type, content)
+INSERT INTO agent_communications (id, from_agent, to_agent, message_type, content)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO NOTHING
 """
 
-# The oldest pending messages for this agent that no other session holds, claimed in one
+# Unprocessed messages: status 'sent' (the seed's default) or 'pending' (rows written before
+# migration 0004); the inbox's partial index has this very predicate.
+UNPROCESSED = "status IN ('sent', 'pending')"
+
+# The oldest unprocessed messages for this agent that no other session holds, claimed in one
 # statement; processed_at = $2 is this claim's token.
-CLAIM_SQL = """
+CLAIM_SQL = f"""
 UPDATE agent_communications AS c
 SET status = 'processed', processed_at = $2
 FROM (SELECT id FROM agent_communications
-      WHERE recipient_id = $1 AND status = 'pending'
-      ORDER BY created_at, id
+      WHERE to_agent = $1 AND {UNPROCESSED}
+      ORDER BY timestamp, id
       LIMIT $3
       FOR UPDATE SKIP LOCKED) AS p
 WHERE c.id = p.id
-RETURNING c.id, c.sender_id, c.recipient_id, c.message_type, c.content, c.created_at
+RETURNING c.id, c.from_agent, c.to_agent, c.message_type, c.content, c.timestamp
 """
 
 # A read first: most polls find nothing, and a claim is a write transaction (an xid, a commit
-# record, a WAL flush) even when it claims nothing. Reads only the partial pending index.
-PEEK_SQL = """
+# record, a WAL flush) even when it claims nothing. Reads only the partial inbox index.
+PEEK_SQL = f"""
 SELECT EXISTS (SELECT 1 FROM agent_communications
-               WHERE recipient_id = $1 AND status = 'pending') AS pending
+               WHERE to_agent = $1 AND {UNPROCESSED}) AS pending
 """
 
 CLAIMED_SQL = """
-SELECT id, sender_id, recipient_id, message_type, content, created_at
+SELECT id, from_agent, to_agent, message_type, content, timestamp
 FROM agent_communications
-WHERE recipient_id = $1 AND status = 'processed' AND processed_at = $2
+WHERE to_agent = $1 AND status = 'processed' AND processed_at = $2
 """
 
 HELP_REQUEST_SQL = """
-INSERT INTO help_requests (id, requesting_agent_id, request_type, context, priority)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (id) DO NOTHING
+INSERT INTO help_requests (request_id, user_id, content, context, priority,
+                           requesting_agent_id, request_type)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (request_id) DO NOTHING
 """
 
 HELP_RESPONSE_SQL = """
 WITH r AS (
-    INSERT INTO help_responses (id, request_id, responding_agent_id, response)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (id) DO NOTHING
+    INSERT INTO help_responses (response_id, request_id, agent_id, content, confidence_score,
+                                sources, response)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (response_id) DO NOTHING
 )
 UPDATE help_requests SET status = 'resolved', resolved_at = coalesce(resolved_at, now())
-WHERE id = $2 AND $5::boolean AND status <> 'resolved'
+WHERE request_id = $2 AND $8::boolean AND status IS DISTINCT FROM 'resolved'
 """
 
+# Highest priority first ('high' > 'medium' > 'low' > anything else: priority_rank, derived by
+# the schema), oldest first within a priority.
 PENDING_HELP_SQL = """
-SELECT id, requesting_agent_id, request_type, context, priority, created_at
+SELECT id, request_id, user_id, content, context, priority, requesting_agent_id, request_type,
+       created_at
 FROM help_requests
 WHERE status = 'pending'
-ORDER BY priority DESC, created_at
+ORDER BY priority_rank DESC, created_at
 LIMIT $1
 """
 
 HELP_RESPONSES_SQL = """
-SELECT id, request_id, responding_agent_id, response, created_at
-FROM help_responses WHERE request_id = $1 ORDER BY id
+SELECT id, response_id, request_id, agent_id, content, confidence_score, sources, response,
+       generated_at
+FROM help_responses WHERE request_id = $1 ORDER BY generated_at, id
 """
 
 LLM_SQL = """
-INSERT INTO llm_conversations (id, timestamp, agent_id, model, prompt, response, tokens_input,
-                               tokens_output, cost, duration)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO llm_conversations (id, conversation_id, timestamp, agent_id, model, prompt, response,
+                               tokens_used, tokens_input, tokens_output, cost, duration,
+                               metadata)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -155,13 +178,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_key() -> str:
+    """A text key chosen before the first attempt (request_id, response_id, conversation_id)."""
+    return str(uuid.uuid4())
+
+
+class CpuMeter:
+    """This process's CPU use since the previous reading, in percent of one CPU (the seed's
+    heartbeat metric `cpu_usage`, read as metrics->'cpu_usage')."""
+
+    def __init__(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.monotonic()
+
+    def percent(self) -> float:
+        cpu, wall = time.process_time(), time.monotonic()
+        used, elapsed = cpu - self._cpu, wall - self._wall
+        self._cpu, self._wall = cpu, wall
+        return round(100.0 * used / elapsed, 1) if elapsed > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class MetricSample:
     name: str
-    value: float
+    value: float | None  # NULL allowed, as in the seed
     timestamp: datetime
     unit: str | None = None
-    tags: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,16 +216,16 @@ class _Batch:
 @dataclass(frozen=True)
 class Message:
     id: int
-    sender_id: str | None
-    recipient_id: str | None
+    from_agent: str
+    to_agent: str
     message_type: str
     content: Any
-    created_at: datetime
+    timestamp: datetime
 
     @classmethod
     def from_row(cls, row: Row) -> Message:
-        return cls(int(row["id"]), row["sender_id"], row["recipient_id"], row["message_type"],
-                   row["content"], row["created_at"])
+        return cls(int(row["id"]), row["from_agent"], row["to_agent"], row["message_type"],
+                   row["content"], row["timestamp"])
 
 
 class AgentClient:
@@ -208,6 +251,7 @@ class AgentClient:
         self._buffer: list[MetricSample] = []
         self._unsent: list[_Batch] = []
         self._last_claim: datetime | None = None
+        self._cpu = CpuMeter()
 
     # --- lifecycle ---
 
@@ -220,10 +264,13 @@ class AgentClient:
         self.state = state
 
     async def heartbeat(self, metrics: Mapping[str, Any] | None = None) -> None:
-        """One heartbeat row (state, error_count, metrics JSON) and agents.last_heartbeat."""
+        """One heartbeat row (state, error_count, metrics JSON) and agents.last_heartbeat. The
+        metrics get `cpu_usage` (this process's CPU % since the last heartbeat) unless given."""
+        data = dict(metrics or {})
+        data.setdefault("cpu_usage", self._cpu.percent())
         (hb_id,) = await self.db.next_ids("agent_heartbeats")
         await self.db.execute_query(HEARTBEAT_SQL, hb_id, utcnow(), self.agent_id, self.state,
-                                    dict(metrics or {}), self.error_count, idempotent=True)
+                                    data, self.error_count, idempotent=True)
 
     async def set_state(self, state: str) -> None:
         await self.db.execute_query(SET_STATE_SQL, self.agent_id, state, idempotent=True)
@@ -241,12 +288,13 @@ class AgentClient:
 
     # --- performance metrics ---
 
-    def record_metric(self, name: str, value: float, unit: str | None = None,
-                      tags: Mapping[str, Any] | None = None) -> None:
-        """Buffer one sample (timestamped now); flush_metrics() sends the buffer. When more than
-        max_buffered_metrics wait (the database unreachable for long), the oldest are dropped
-        and counted in metrics_dropped."""
-        self._buffer.append(MetricSample(name, float(value), utcnow(), unit, dict(tags or {})))
+    def record_metric(self, name: str, value: float | None, unit: str | None = None,
+                      metadata: Mapping[str, Any] | None = None) -> None:
+        """Buffer one sample (timestamped now; value None is stored as NULL); flush_metrics()
+        sends the buffer. When more than max_buffered_metrics wait (the database unreachable
+        for long), the oldest are dropped and counted in metrics_dropped."""
+        self._buffer.append(MetricSample(name, None if value is None else float(value), utcnow(),
+                                         unit, dict(metadata or {})))
         overflow = self.pending_metrics - self.max_buffered_metrics
         if overflow > 0:
             self._drop_oldest(overflow)
@@ -285,7 +333,7 @@ class AgentClient:
             await self.db.execute_query(
                 METRICS_SQL, batch.ids, [m.timestamp for m in s], self.agent_id,
                 [m.name for m in s], [m.value for m in s], [m.unit for m in s],
-                [dict(m.tags) for m in s], idempotent=True)
+                [dict(m.metadata) for m in s], idempotent=True)
             self._unsent.pop(0)
             sent += len(s)
         return sent
@@ -303,11 +351,11 @@ class AgentClient:
 
     # --- messages ---
 
-    async def send_message(self, recipient_id: str | None, message_type: str,
+    async def send_message(self, to_agent: str, message_type: str,
                            content: Mapping[str, Any] | None = None) -> int:
-        """Queue a message for `recipient_id` (status pending); its id."""
+        """Queue a message for `to_agent` (status 'sent', the seed's default); its id."""
         (msg_id,) = await self.db.next_ids("agent_communications")
-        await self.db.execute_query(SEND_SQL, msg_id, self.agent_id, recipient_id, message_type,
+        await self.db.execute_query(SEND_SQL, msg_id, self.agent_id, to_agent, message_type,
                                     dict(content or {}), idempotent=True)
         return msg_id
 
@@ -320,7 +368,7 @@ class AgentClient:
         return now
 
     async def receive_messages(self, limit: int = 10) -> list[Message]:
-        """Claim up to `limit` pending messages for this agent, oldest first (FOR UPDATE SKIP
+        """Claim up to `limit` unprocessed messages for this agent, oldest first (FOR UPDATE SKIP
         LOCKED: concurrent receivers never get the same message); they become 'processed'."""
         if not await self.db.fetchval(PEEK_SQL, self.agent_id):
             return []
@@ -332,42 +380,56 @@ class AgentClient:
         rows = await self.db.execute_claim(CLAIM_SQL, self.agent_id, token, limit,
                                            recover=recover)
         messages = [Message.from_row(r) for r in rows]
-        messages.sort(key=lambda m: (m.created_at, m.id))
+        messages.sort(key=lambda m: (m.timestamp, m.id))
         return messages
 
     # --- help requests ---
 
-    async def request_help(self, request_type: str, context: Mapping[str, Any] | None = None,
-                           priority: int = 5) -> int:
-        """A pending help request; its id."""
-        (req_id,) = await self.db.next_ids("help_requests")
-        await self.db.execute_query(HELP_REQUEST_SQL, req_id, self.agent_id, request_type,
-                                    dict(context or {}), priority, idempotent=True)
-        return req_id
+    async def request_help(self, content: str, context: Mapping[str, Any] | None = None, *,
+                           priority: str = "medium", user_id: str | None = None,
+                           request_type: str | None = None) -> str:
+        """A pending help request (the seed's help_requests row: `content`, `priority` 'low',
+        'medium' or 'high', `user_id` this agent unless given); its request_id."""
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority = {priority!r}: expected one of {', '.join(PRIORITIES)}")
+        request_id = new_key()
+        await self.db.execute_query(HELP_REQUEST_SQL, request_id, user_id or self.agent_id,
+                                    content, dict(context or {}), priority, self.agent_id,
+                                    request_type, idempotent=True)
+        return request_id
 
     async def pending_help_requests(self, limit: int = 10) -> list[Row]:
         return await self.db.fetch(PENDING_HELP_SQL, limit)
 
-    async def respond_to_help(self, request_id: int, response: Mapping[str, Any], *,
-                              resolve: bool = True) -> int:
-        """A response to a help request (and, by default, mark it resolved); the response id."""
-        (resp_id,) = await self.db.next_ids("help_responses")
-        await self.db.execute_query(HELP_RESPONSE_SQL, resp_id, request_id, self.agent_id,
-                                    dict(response), resolve, idempotent=True)
-        return resp_id
+    async def respond_to_help(self, request_id: str, content: str, *,
+                              confidence_score: float | None = None, sources: Any = None,
+                              response: Mapping[str, Any] | None = None,
+                              resolve: bool = True) -> str:
+        """A response to a help request (and, by default, mark it resolved); its response_id."""
+        response_id = new_key()
+        await self.db.execute_query(
+            HELP_RESPONSE_SQL, response_id, request_id, self.agent_id, content, confidence_score,
+            None if sources is None else Jsonb(sources),  # any JSON value (a list of links...)
+            None if response is None else dict(response), resolve, idempotent=True)
+        return response_id
 
-    async def help_responses(self, request_id: int) -> list[Row]:
+    async def help_responses(self, request_id: str) -> list[Row]:
         return await self.db.fetch(HELP_RESPONSES_SQL, request_id)
 
     # --- LLM conversations ---
 
-    async def record_llm_conversation(self, model: str, prompt: str | None,
-                                      response: str | None, *, tokens_input: int = 0,
-                                      tokens_output: int = 0, cost: float = 0.0,
-                                      duration: float | None = None) -> int:
-        """One llm_conversations row (duration in seconds); its id."""
-        (conv_id,) = await self.db.next_ids("llm_conversations")
-        await self.db.execute_query(LLM_SQL, conv_id, utcnow(), self.agent_id, model, prompt,
-                                    response, tokens_input, tokens_output, cost, duration,
-                                    idempotent=True)
-        return conv_id
+    async def record_llm_conversation(
+            self, model: str | None, prompt: str, response: str | None, *,
+            conversation_id: str | None = None, tokens_used: int | None = None,
+            tokens_input: int = 0, tokens_output: int = 0, cost: float | None = None,
+            duration: float | None = None, metadata: Mapping[str, Any] | None = None) -> int:
+        """One llm_conversations row (one model call; the calls of one conversation share its
+        conversation_id, a new one unless given; tokens_used defaults to input + output;
+        duration in seconds); the row's id."""
+        (row_id,) = await self.db.next_ids("llm_conversations")
+        used = tokens_input + tokens_output if tokens_used is None else tokens_used
+        await self.db.execute_query(
+            LLM_SQL, row_id, conversation_id or new_key(), utcnow(), self.agent_id, model, prompt,
+            response, used, tokens_input, tokens_output, cost, duration,
+            None if metadata is None else dict(metadata), idempotent=True)
+        return row_id

@@ -39,13 +39,6 @@ from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 log = logging.getLogger("background_agents.agent")
 
 
-def cpu_percent(cpu_seconds: float, wall_seconds: float) -> float:
-    """CPU time over wall time as a percentage, rounded to 0.1 (0 for an empty interval)."""
-    if wall_seconds <= 0:
-        return 0.0
-    return round(100.0 * max(0.0, cpu_seconds) / wall_seconds, 1)
-
-
 class BaseAgent:
     agent_type: ClassVar[str] = "generic"
 
@@ -67,7 +60,6 @@ class BaseAgent:
         self.heartbeats_sent = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._cpu_mark = (time.monotonic(), time.process_time())
 
     @property
     def db(self) -> PostgreSQLAdapter:
@@ -96,16 +88,9 @@ class BaseAgent:
         """Called once at shutdown, before the agent is marked stopped."""
 
     def heartbeat_metrics(self) -> dict[str, Any]:
-        """The metrics JSON of each heartbeat (override to add your own). cpu_usage is the key
-        the seed's queries read (metrics->'cpu_usage', agent_health_summary.avg_cpu)."""
-        return {"cpu_usage": self._cpu_usage(), "cycles": self.cycles,
-                "pending_metrics": self.api.pending_metrics}
-
-    def _cpu_usage(self) -> float:
-        """This process's CPU use since the previous call, in percent of one CPU."""
-        wall, cpu = time.monotonic(), time.process_time()
-        (wall0, cpu0), self._cpu_mark = self._cpu_mark, (wall, cpu)
-        return cpu_percent(cpu - cpu0, wall - wall0)
+        """The metrics JSON of each heartbeat (override to add your own). The client adds
+        cpu_usage, the key the seed's queries read (metrics->'cpu_usage'), unless given here."""
+        return {"cycles": self.cycles, "pending_metrics": self.api.pending_metrics}
 
     # --- helpers ---
 

@@ -197,7 +197,7 @@ print(json.dumps(out))
 TOPUP_SQL = """
 WITH beats AS (
     INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics, error_count)
-    SELECT a.agent_id, t, 'running', jsonb_build_object('cpu_percent', 50, 'memory_mb', 400), 0
+    SELECT a.agent_id, t, 'running', jsonb_build_object('cpu_usage', 50, 'memory_mb', 400), 0
     FROM agents AS a
     CROSS JOIN LATERAL (
         SELECT max(h.timestamp) AS last FROM agent_heartbeats AS h

@@ -45,13 +45,13 @@ INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics, error_count)
 SELECT format('agent-%%s', lpad((1 + g %% %(agents)s)::text, 5, '0')),
        now() - (%(offset)s + (%(total)s - g) * %(step)s) * interval '1 second',
        CASE WHEN g %% 50 = 0 THEN 'degraded' ELSE 'running' END,
-       jsonb_build_object('cpu_percent', g %% 100, 'memory_mb', 200 + g %% 800),
+       jsonb_build_object('cpu_usage', g %% 100, 'memory_mb', 200 + g %% 800),
        (g %% 97 = 0)::integer
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
 """
 
 METRICS_SQL = """
-INSERT INTO performance_metrics (agent_id, metric_name, value, unit, tags, timestamp)
+INSERT INTO performance_metrics (agent_id, metric_name, value, unit, metadata, timestamp)
 SELECT format('agent-%%s', lpad((1 + g %% %(agents)s)::text, 5, '0')),
        (ARRAY['task_seconds', 'queue_depth', 'tokens_per_second'])[1 + g %% 3],
        (g %% 1000) / 10.0,
@@ -70,7 +70,7 @@ INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics, error_count)
 SELECT format('agent-%%s', lpad(g::text, 5, '0')),
        now() - make_interval(secs => k * %(interval)s + g %% %(interval)s),
        CASE WHEN (g + k) %% 50 = 0 THEN 'degraded' ELSE 'running' END,
-       jsonb_build_object('cpu_percent', (g + k) %% 100, 'memory_mb', 200 + (g * k) %% 800),
+       jsonb_build_object('cpu_usage', (g + k) %% 100, 'memory_mb', 200 + (g * k) %% 800),
        ((g + k) %% 97 = 0)::integer
 FROM generate_series(1, %(agents)s::integer) g,
      generate_series(0, %(beats)s - 1) k

@@ -39,8 +39,14 @@ themselves: one against the inventory's primary, recent, meeting the KPIs (readi
 settings). Results are merged by (label, target, agents), so runs against differently
 configured servers (`--label stock`, `--label tuned`) sit side by side.
 
-Only loopback and the sandbox network (10.231.0.0/24) are accepted as targets. Every loop is
-bounded in time (--duration; connection and shutdown phases have timeouts) and in count.
+A target must be a database host of the inventory in use (inventory.py: $BGDB_HOSTS_FILE or the
+sandbox lab), by name or address; the connection is pinned to the inventory's address. A primary
+that holds other agents is loaded only with --confirm-existing-data. The run's agents are
+`bgdb-loadtest-<run>-<nnnnn>`; when it ends - also on SIGINT/SIGTERM or an error - every row it
+wrote is deleted (bgdb/loadtest_guard.py says how and why), and a run that could not clean up
+(killed, connection lost) is removed by the next one or by --cleanup. The evidence file stays.
+Every loop is bounded in time (--duration; connection and shutdown phases have timeouts) and in
+count.
 """
 
 from __future__ import annotations
@@ -49,7 +55,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import json
 import math
 import multiprocessing as mp
@@ -57,20 +62,22 @@ import os
 import random
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -81,9 +88,10 @@ from background_agents.coordination.postgresql_adapter import (  # noqa: E402
     ID_TABLES,
     PostgreSQLAdapter,
 )
+from bgdb import loadtest_guard as guard  # noqa: E402
+from deploy.hostdata import load_inventory  # noqa: E402
+from deploy.settings import SettingsError  # noqa: E402
 
-ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
-                    ipaddress.ip_network("10.231.0.0/24"))
 MONITORING_QUERIES = ("system_health", "recent_heartbeats", "active_agents")
 PGBENCH_SCRIPT = REPO / "bench" / "agent_mix.pgbench"
 # Seconds between operations of one agent in real time (the seed's cadence and a plausible mix).
@@ -93,12 +101,7 @@ OPS_PER_AGENT_SECOND = sum(1 / s for s in MIX.values())
 METRICS_PER_BATCH = 10
 SEED_KPIS = {"min_tps": 1000, "max_p95_ms": 100}
 GOALS = {"tps": 5000, "p95_ms": 10}
-AGENT_PREFIX = "bench-"
 CONNECT_CONCURRENCY = 50
-
-
-def agent_id(i: int) -> str:
-    return f"{AGENT_PREFIX}{i:05d}"
 
 
 # --- targets ---
@@ -115,24 +118,6 @@ class Target:
     def where(self) -> str:
         p = self.params
         return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
-
-
-def check_target(dsn: str) -> None:
-    """Refuse anything but loopback and the sandbox network."""
-    params = conninfo_to_dict(dsn)
-    hosts = [h for key in ("host", "hostaddr") for h in str(params.get(key, "")).split(",") if h]
-    if not hosts:
-        raise SystemExit(f"target {dsn!r}: name a host (loopback or 10.231.0.0/24)")
-    for host in hosts:
-        if host.startswith("/") or host == "localhost":
-            continue
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            raise SystemExit(f"target host {host!r}: give an address, loopback or "
-                             "10.231.0.0/24 (the sandbox)") from None
-        if not any(addr in net for net in ALLOWED_NETWORKS):
-            raise SystemExit(f"target host {host}: only loopback and 10.231.0.0/24 are allowed")
 
 
 def adapter_config(dsn: str, application_name: str, timeout: float) -> AdapterConfig:
@@ -166,8 +151,9 @@ class Tally:
 
 
 class SimAgent:
-    def __init__(self, index: int, fleet: int, target: Target, scale: float,
+    def __init__(self, run: str, index: int, fleet: int, target: Target, scale: float,
                  timeout: float) -> None:
+        self.run_id = run
         self.index = index
         self.fleet = fleet
         self.scale = scale
@@ -175,7 +161,8 @@ class SimAgent:
         # client makes PgBouncer send a SET application_name before most transactions.
         self.db = PostgreSQLAdapter(adapter_config(target.dsn, "bench-agents", timeout),
                                     pool_kwargs={"num_workers": 1})
-        self.client = AgentClient(self.db, agent_id(index), agent_type="bench")
+        self.client = AgentClient(self.db, guard.agent_id(run, index),
+                                  agent_type=guard.AGENT_TYPE)
         self.client.state = "running"
 
     async def connect(self) -> None:
@@ -192,7 +179,7 @@ class SimAgent:
     async def op(self, kind: str, rng: random.Random) -> None:
         c = self.client
         if kind == "heartbeat":
-            await c.heartbeat({"cpu_percent": rng.uniform(0, 100),
+            await c.heartbeat({"cpu_usage": rng.uniform(0, 100),
                                "memory_mb": rng.uniform(100, 900)})
         elif kind == "metrics":
             for n in range(METRICS_PER_BATCH):
@@ -202,7 +189,8 @@ class SimAgent:
             await c.log_event("task_done", {"task": rng.randrange(1_000_000)},
                               severity="ERROR" if rng.random() < 0.01 else "INFO")
         elif kind == "send":
-            await c.send_message(agent_id(rng.randrange(self.fleet)), "task", {"n": 1})
+            await c.send_message(guard.agent_id(self.run_id, rng.randrange(self.fleet)), "task",
+                                 {"n": 1})
         elif kind == "receive":
             await c.receive_messages(limit=10)
         elif kind == "llm":
@@ -210,7 +198,8 @@ class SimAgent:
                                             tokens_input=120, tokens_output=240, cost=0.0012,
                                             duration=rng.uniform(0.2, 3.0))
         elif kind == "help":
-            await c.request_help("review", {"n": rng.randrange(100)})
+            await c.request_help("review, please", {"n": rng.randrange(100)},
+                                 request_type="review")
 
     async def run(self, start: float, end: float, tally: Tally) -> None:
         rng = random.Random(self.index)
@@ -263,11 +252,11 @@ async def monitor(dsn: str, start: float, end: float, interval: float, tally: Ta
             await asyncio.sleep(interval)
 
 
-async def worker_async(target: Target, indices: list[int], fleet: int, scale: float,
+async def worker_async(run: str, target: Target, indices: list[int], fleet: int, scale: float,
                        duration: float, monitor_dsn: str | None, stats_dsn: str | None,
                        monitor_interval: float, timeout: float, barrier: Any) -> Tally:
     tally = Tally()
-    agents = [SimAgent(i, fleet, target, scale, timeout) for i in indices]
+    agents = [SimAgent(run, i, fleet, target, scale, timeout) for i in indices]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def connect(a: SimAgent) -> SimAgent | None:
@@ -299,13 +288,18 @@ async def worker_async(target: Target, indices: list[int], fleet: int, scale: fl
     return tally
 
 
-def worker_main(target: Target, indices: list[int], fleet: int, scale: float, duration: float,
-                monitor_dsn: str | None, stats_dsn: str | None, monitor_interval: float,
-                timeout: float, barrier: Any, out: Any) -> None:
+def worker_main(run: str, target: Target, indices: list[int], fleet: int, scale: float,
+                duration: float, monitor_dsn: str | None, stats_dsn: str | None,
+                monitor_interval: float, timeout: float, barrier: Any, out: Any) -> None:
+    # The parent stops the workers (SIGTERM, the default action: die) and then cleans up; a
+    # terminal's Ctrl-C reaches the whole process group and is the parent's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise_nofile_limit()
     try:
-        tally = asyncio.run(worker_async(target, indices, fleet, scale, duration, monitor_dsn,
-                                         stats_dsn, monitor_interval, timeout, barrier))
+        tally = asyncio.run(worker_async(run, target, indices, fleet, scale, duration,
+                                         monitor_dsn, stats_dsn, monitor_interval, timeout,
+                                         barrier))
         out.put(("ok", {"latencies": dict(tally.latencies), "errors": dict(tally.errors),
                         "connect_failures": tally.connect_failures,
                         "agents_run": tally.agents_run, "retries": tally.retries,
@@ -379,20 +373,31 @@ async def server_stats(dsn: str, start: float, end: float, out: dict[str, Any]) 
              "exec_cores": round(ms / 1000 / wall, 3)} for ms, calls, text in deltas[:8]]
 
 
-def prepare(dsn: str, fleet: int) -> None:
-    """Register every bench agent (one statement) and clear the bench inboxes."""
+def prepare(dsn: str, run: str, fleet: int, until: datetime) -> None:
+    """Register the fleet's agents (one statement), marked with the run and when it is over at
+    the latest (a later run takes an unfinished run past that time for a leftover)."""
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=20) as conn:
         conn.execute(
-            "INSERT INTO agents (agent_id, name, type, state, started_at)"
-            " SELECT %s || lpad(g::text, 5, '0'), 'bench agent', 'bench', 'running', now()"
-            " FROM generate_series(0, %s - 1) g ON CONFLICT (agent_id) DO UPDATE"
-            " SET state = 'running', stopped_at = NULL",
-            [AGENT_PREFIX, fleet])
-        conn.execute("UPDATE agent_communications SET status = 'processed', processed_at = now()"
-                     " WHERE status = 'pending' AND recipient_id LIKE 'bench-%%'")
+            "INSERT INTO agents (agent_id, name, type, state, started_at, metadata)"
+            " SELECT %(prefix)s || lpad(g::text, 5, '0'), %(name)s, %(type)s, 'running', now(),"
+            "        %(meta)s"
+            " FROM generate_series(0, %(fleet)s - 1) g ON CONFLICT (agent_id) DO UPDATE"
+            " SET state = 'running', stopped_at = NULL, metadata = EXCLUDED.metadata",
+            {"prefix": guard.agent_prefix(run), "name": guard.AGENT_NAME,
+             "type": guard.AGENT_TYPE, "fleet": fleet,
+             "meta": Jsonb({"bgdb_loadtest": {"run": run, "until": until.isoformat()}})})
 
 
-def run_scenario(target: Target, fleet: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_deadline(fleet: int, args: argparse.Namespace) -> datetime:
+    """When a scenario that starts now is over at the latest (its bounded phases and pgbench)."""
+    seconds = args.duration + args.timeout * 6 + 120 + 60
+    if args.pgbench:
+        seconds += args.duration + 0.03 * fleet + 120
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def run_scenario(run: str, target: Target, fleet: int,
+                 args: argparse.Namespace) -> dict[str, Any]:
     scale = args.target_tps / (fleet * OPS_PER_AGENT_SECOND)
     workers = max(1, min(args.workers, fleet))
     ctx = mp.get_context("fork")
@@ -403,7 +408,7 @@ def run_scenario(target: Target, fleet: int, args: argparse.Namespace) -> dict[s
     for w in range(workers):
         indices = list(range(w, fleet, workers))
         p = ctx.Process(target=worker_main, args=(
-            target, indices, fleet, scale, args.duration, monitor_dsn if w == 0 else None,
+            run, target, indices, fleet, scale, args.duration, monitor_dsn if w == 0 else None,
             (args.monitor_dsn or target.dsn) if w == 0 else None, args.monitor_interval,
             args.timeout, barrier, out), daemon=True)
         p.start()
@@ -412,17 +417,17 @@ def run_scenario(target: Target, fleet: int, args: argparse.Namespace) -> dict[s
     started = time.monotonic()
     results = []
     limit = args.duration + args.timeout * 6 + 120
-    for _ in procs:
-        try:
-            results.append(out.get(timeout=max(1.0, limit - (time.monotonic() - started))))
-        except Exception:
-            results.append(("error", "worker did not report in time"))
+    finished = False
+    try:
+        for _ in procs:
+            try:
+                results.append(out.get(timeout=max(1.0, limit - (time.monotonic() - started))))
+            except Exception:
+                results.append(("error", "worker did not report in time"))
+        finished = True
+    finally:  # interrupted: stop the workers now, before the run's rows are removed
+        stop_workers(procs, grace=10 if finished else 0)
     load_after = os.getloadavg()[0]
-    for p in procs:
-        p.join(timeout=10)
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=5)
 
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: Counter[str] = Counter()
@@ -478,9 +483,22 @@ def run_scenario(target: Target, fleet: int, args: argparse.Namespace) -> dict[s
     }
 
 
+def stop_workers(procs: list[Any], grace: float) -> None:
+    for p in procs:
+        p.join(timeout=grace)
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
 # --- pgbench ---
 
-def run_pgbench(target: Target, fleet: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_pgbench(run: str, target: Target, fleet: int,
+                args: argparse.Namespace) -> dict[str, Any]:
     exe = shutil.which("pgbench")
     result: dict[str, Any] = {"label": args.label, "target": target.name,
                               "where": target.where(), "clients": fleet,
@@ -494,7 +512,8 @@ def run_pgbench(target: Target, fleet: int, args: argparse.Namespace) -> dict[st
     result["duration_s"] = seconds
     with tempfile.TemporaryDirectory(prefix="bgdb-pgbench-") as tmp:
         cmd = [exe, "-n", "-M", "extended", "-c", str(fleet), "-j", str(threads),
-               "-T", str(seconds), "-D", f"agents={fleet}", "-f", str(PGBENCH_SCRIPT),
+               "-T", str(seconds), "-D", f"agents={fleet}",
+               "-D", f"prefix={guard.agent_prefix(run)}", "-f", str(PGBENCH_SCRIPT),
                "-l", "--log-prefix", f"{tmp}/log", target.dsn]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
@@ -701,10 +720,97 @@ def print_results(results: list[dict[str, Any]], pgbench: list[dict[str, Any]]) 
                   f"{r.get('error', '')[:120]}")
 
 
+# --- a run that leaves no trace ---
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM: stop the workers, remove the run's rows, exit 128 + the signal.
+    A BaseException, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def session(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=20)
+
+
+def databases(targets: Sequence[Target]) -> list[Target]:
+    """One target per database (direct and PgBouncer reach the same rows)."""
+    seen: dict[tuple[str, str], Target] = {}
+    for t in targets:
+        p = t.params
+        seen.setdefault((str(p.get("hostaddr")), str(p.get("dbname"))), t)
+    return list(seen.values())
+
+
+def preflight(targets: Sequence[Target], confirmed: bool) -> None:
+    """Refuse a primary holding other agents (unless confirmed) or another run in progress;
+    remove what earlier runs left behind."""
+    now = guard.now_utc()
+    for t in databases(targets):
+        with session(t.dsn) as conn:
+            foreign, example, runs = guard.survey(conn)
+            refusal = guard.data_refusal(t.where(), foreign, example, confirmed)
+            if refusal:
+                raise guard.Refused(refusal)
+            for r in runs:
+                if r.live(now) and r.until is not None:
+                    raise guard.Refused(
+                        f"{t.where()}: load test run {r.run} ({len(r.agents)} agents) may still "
+                        f"be running (until {r.until:%H:%M:%S} UTC), and two at once measure "
+                        f"nothing: wait for it, or if it has ended (killed, or its cleanup "
+                        f"failed) remove it with `bgdb loadtest --cleanup`")
+            for r in runs:
+                print(f"{guard.cleanup(conn, r).line()} (left over from an earlier run)",
+                      flush=True)
+
+
+def remove_every_run(targets: Sequence[Target]) -> int:
+    """--cleanup: every load-test run's rows, a live-looking one's too."""
+    for t in databases(targets):
+        with session(t.dsn) as conn:
+            runs = guard.survey(conn)[2]
+            for r in runs:
+                print(guard.cleanup(conn, r).line(), flush=True)
+            if not runs:
+                print(f"{t.where()}: no load test rows", flush=True)
+    return 0
+
+
+def remove_run(targets: Sequence[Target], run: guard.Run) -> bool:
+    """The run's rows, from every database it loaded; False (and how to finish) on failure."""
+    ok = True
+    for t in databases(targets):
+        try:
+            with session(t.dsn) as conn:
+                print(guard.cleanup(conn, run).line(), flush=True)
+        except psycopg.Error as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"could not remove load test run {run.run} from {t.where()}: {detail}; the "
+                  f"next load test (or `bgdb loadtest --cleanup`) removes it", file=sys.stderr)
+            ok = False
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", action="append", required=True, metavar="NAME=DSN",
-                    help="a target: name (e.g. direct, pgbouncer) and libpq DSN; repeatable")
+                    help="a target: name (e.g. direct, pgbouncer) and libpq DSN of a database "
+                    "host of the inventory; repeatable")
     ap.add_argument("--agents", default="50,200,1000", help="fleet sizes, comma-separated")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds measured per run")
     ap.add_argument("--target-tps", type=float, default=5000.0,
@@ -722,27 +828,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pgbench", action="store_true", help="also run pgbench with the mix")
     ap.add_argument("--evidence", type=Path, default=REPO / "reports" / "load_evidence.json")
     ap.add_argument("--fresh", action="store_true", help="replace the evidence file's results")
+    ap.add_argument(guard.CONFIRM_FLAG, action="store_true", dest="confirm_existing_data",
+                    help="load a primary that holds other agents' data")
+    ap.add_argument("--cleanup", action="store_true",
+                    help="only remove what load tests left behind (every run's rows: do not "
+                    "use while one is running)")
     args = ap.parse_args(argv)
     if not 1 <= args.duration <= 600:
         ap.error("--duration must be 1-600 s")
     fleets = [int(n) for n in args.agents.split(",") if n.strip()]
     if not fleets or any(not 1 <= n <= 5000 for n in fleets):
         ap.error("--agents: 1-5000 each")
-    targets = []
+    specs = []
     for spec in args.target:
         name, sep, dsn = spec.partition("=")
         if not sep or not name or not dsn:
             ap.error(f"--target {spec!r}: expected NAME=DSN")
-        check_target(dsn)
-        targets.append(Target(name, dsn))
-    if args.monitor_dsn:
-        check_target(args.monitor_dsn)
+        specs.append((name, dsn))
+    try:
+        hosts = load_inventory()
+    except SettingsError as exc:
+        print(f"load test refused: no inventory to check the targets against: {exc}",
+              file=sys.stderr)
+        return 2
+    try:
+        # Before any connection: only the inventory's database hosts.
+        targets = [Target(name, guard.check_target(dsn, hosts)) for name, dsn in specs]
+        if args.monitor_dsn:
+            args.monitor_dsn = guard.check_target(args.monitor_dsn, hosts)
+    except guard.Refused as exc:
+        print(f"load test refused: {exc}", file=sys.stderr)
+        return 2
     raise_nofile_limit()
+    with stop_on_signals():
+        try:
+            if args.cleanup:
+                return remove_every_run(targets)
+            preflight(targets, args.confirm_existing_data)
+            return measure(targets, fleets, args)
+        except guard.Refused as exc:
+            print(f"load test refused: {exc}", file=sys.stderr)
+            return 2
+        except Stopped as exc:
+            print(f"load test stopped by {exc}", file=sys.stderr)
+            return 128 + exc.signum
 
+
+def measure(targets: list[Target], fleets: list[int], args: argparse.Namespace) -> int:
+    run = guard.new_run_id()
+    ours = guard.Run(run, tuple(guard.agent_id(run, i) for i in range(max(fleets))),
+                     guard.now_utc(), None)
+    print(f"load test run {run}: agents {guard.agent_id(run, 0)} ..., removed when it ends",
+          flush=True)
+    completed = False
+    try:
+        code = measure_run(run, targets, fleets, args)
+        completed = True
+    finally:
+        if not completed:  # let statements still in flight on the server finish first
+            time.sleep(1.0)
+        try:
+            cleaned = remove_run(targets, ours)
+        except Stopped:
+            print(f"cleanup interrupted: the next load test (or `bgdb loadtest --cleanup`) "
+                  f"removes run {run}", file=sys.stderr)
+            raise
+    return code if cleaned else 1
+
+
+def measure_run(run: str, targets: list[Target], fleets: list[int],
+                args: argparse.Namespace) -> int:
     facts = {}
     for t in targets:
         facts[t.where()] = server_facts(t.dsn)
-        prepare(t.dsn, max(fleets))
         print(f"{t.name}: {t.where()} PostgreSQL {facts[t.where()]['version']}, "
               f"{facts[t.where()]['settings']}", flush=True)
     results, pgbench, calibration = [], [], []
@@ -753,11 +911,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{calibration[-1].get('select1_tps')} tps", flush=True)
     for fleet in fleets:
         for t in targets:
+            prepare(t.dsn, run, fleet, run_deadline(fleet, args))
             print(f"-- {args.label} {t.name} {fleet} agents, {args.duration:g} s ...", flush=True)
-            results.append(run_scenario(t, fleet, args))
+            results.append(run_scenario(run, t, fleet, args))
             print_results(results[-1:], [])
             if args.pgbench:
-                pgbench.append(run_pgbench(t, fleet, args))
+                pgbench.append(run_pgbench(run, t, fleet, args))
     config = {"agents": fleets, "duration_s": args.duration, "target_tps": args.target_tps,
               "workers": args.workers, "mix_seconds": MIX, "metrics_per_batch": METRICS_PER_BATCH,
               "monitor_interval_s": None if args.no_monitor else args.monitor_interval,

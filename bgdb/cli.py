@@ -159,7 +159,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     from bgdb import loadtest
 
     inv = targets.select([], default_primary=True)[0]
-    return loadtest.run(inv, args.agents, args.duration, args.evidence)
+    return loadtest.run(inv, args.agents, args.duration, args.evidence,
+                        confirm_existing_data=args.confirm_existing_data, cleanup=args.cleanup)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -214,10 +215,15 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     # `restore` hands all its arguments to bgdb.restore's own parser (see main()).
     sub.add_parser("restore", help="restore the latest backup or a point in time (see --help)")
     p = sub.add_parser("loadtest", help="the load benchmark against the primary through "
-                       "PgBouncer; records the evidence the readiness check reads")
+                       "PgBouncer; records the evidence the readiness check reads and removes "
+                       "its own rows when it ends")
     p.add_argument("--agents", default="50", help="fleet sizes, comma-separated (default 50)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per fleet size")
     p.add_argument("--evidence", type=Path, help="default: reports/load_evidence.json")
+    p.add_argument("--confirm-existing-data", action="store_true",
+                   help="load the primary even though it holds other agents' data")
+    p.add_argument("--cleanup", action="store_true",
+                   help="only remove what earlier (killed) load tests left behind")
     p.set_defaults(func=cmd_loadtest)
     p = sub.add_parser("maintenance", help="scheduled maintenance jobs, on demand")
     msub = p.add_subparsers(dest="action", required=True)

@@ -1,7 +1,11 @@
 """`bgdb loadtest`: bench/load_agents.py against the inventory's primary, through PgBouncer as
 the agents connect (TLS verify-full, the application role), recording the evidence the
 readiness check "load testing completed" reads. The password is read from the secrets and handed
-to the benchmark in-process: it is on no command line."""
+to the benchmark in-process: it is on no command line.
+
+The benchmark's own rules hold (bgdb/loadtest_guard.py): only a database host of the inventory,
+--confirm-existing-data before loading a primary that holds other agents, and the run's rows are
+removed when it ends, also when interrupted; --cleanup removes what a killed run left."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from types import ModuleType
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bgdb import connect
+from bgdb.loadtest_guard import CONFIRM_FLAG
 from bgdb.targets import OperatorError
 from deploy import secrets
 from deploy.hostdata import InventoryHost
@@ -40,9 +45,14 @@ def target_dsn(inv: InventoryHost) -> str:
     return make_conninfo(**params, password=password)  # type: ignore[arg-type]
 
 
-def run(inv: InventoryHost, agents: str, duration: float, evidence: Path | None) -> int:
+def run(inv: InventoryHost, agents: str, duration: float, evidence: Path | None, *,
+        confirm_existing_data: bool = False, cleanup: bool = False) -> int:
     argv = ["--target", f"pgbouncer={target_dsn(inv)}", "--agents", agents,
             "--duration", str(duration)]
     if evidence is not None:
         argv += ["--evidence", str(evidence)]
+    if confirm_existing_data:
+        argv.append(CONFIRM_FLAG)
+    if cleanup:
+        argv.append("--cleanup")
     return int(_bench().main(argv))

@@ -12,7 +12,10 @@ before the other runner's DDL (CREATE TABLE then fails with "already exists"). T
 therefore connect directly, not through a transaction-pooling PgBouncer.
 
 A file whose content changed after it was applied is an error naming the file (exit 2); so is a
-badly named file. Database errors exit 1, naming the file too.
+badly named file. The one exception is a compatible correction: a file may accept the checksum of
+an earlier version of itself with a line `-- accepts-checksum: <sha256>` (what Liquibase calls
+validCheckSum), for a fix that databases which applied the old text do not need. Database
+errors exit 1, naming the file too.
 
 Runs on the database hosts too, so: stdlib + psycopg 3.1 (Debian 12's python3-psycopg) only.
 The deploy calls `plan`, `apply` and `status` directly.
@@ -41,6 +44,7 @@ DEFAULT_APP_USER = "bg_agents_user"
 LOCK_KEY = 0x6267_6462_0004  # "bgdb" + issue 4
 HISTORY_TABLE = "public.schema_migrations"
 NAME_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
+ACCEPTS_RE = re.compile(r"^-- accepts-checksum: ([0-9a-f]{64})$", re.MULTILINE)
 NOTICE_PREFIX = "bgdb: "
 # COMMENT ON DATABASE records which roles.sql (and parameters) was applied to that database last
 # (its grants are per database, so the record is too: a run against another database of the same
@@ -81,6 +85,12 @@ class Migration:
     @property
     def filename(self) -> str:
         return self.path.name
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """Checksums a database may have recorded for this file: its own, and the earlier
+        versions it declares compatible."""
+        return frozenset({self.checksum, *ACCEPTS_RE.findall(self.text)})
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ def compare(migrations: Sequence[Migration], applied: Sequence[Applied]) -> Plan
         applied=sorted(applied, key=lambda a: a.version),
         pending=[m for m in migrations if m.version not in done],
         changed=[m for m in migrations
-                 if m.version in done and done[m.version].checksum != m.checksum],
+                 if m.version in done and done[m.version].checksum not in m.accepted],
         missing=[a for v, a in sorted(done.items()) if v not in files],
     )
 
@@ -331,7 +341,7 @@ def apply_one(conn: Connection, migration: Migration, *, owner: str) -> bool:
                 f"SELECT checksum FROM {HISTORY_TABLE} WHERE version = %s", [migration.version]
             ).fetchone()
             if row:
-                if row[0] != migration.checksum:
+                if row[0] not in migration.accepted:
                     raise DriftError(f"{migration.filename}: changed after it was applied")
                 return False
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))

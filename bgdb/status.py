@@ -189,7 +189,7 @@ def render_host(st: dict[str, Any], limit: int = 50) -> RenderableType:
     parts.append(tables.table("Heartbeats, last 5 minutes", [
         ("agent", "agent_id", None), ("heartbeats", "heartbeat_count", None),
         ("errors", "error_count", None), ("last", "seconds_since_heartbeat", _ago),
-        ("avg cpu %", "avg_cpu_percent", _num), ("avg memory MB", "avg_memory_mb", _num),
+        ("avg cpu_usage", "avg_cpu_usage", _num), ("avg memory MB", "avg_memory_mb", _num),
     ], st["recent_heartbeats"][:limit]))
     missing = st["missing_heartbeats"]
     parts.append(tables.table(

@@ -19,7 +19,7 @@ Definitions the metrics rest on (the SQL files say the same next to each query):
   record each operation's outcome as an event); 0 when there was no event.
 * LLM tokens and cost by model are gauges over a sliding 5-minute window
   (``bgdb_llm_*_5m``), not counters: a counter would need a sum over the whole table at every
-  scrape. Per hour: ``avg_over_time(bgdb_llm_input_tokens_5m[1h]) * 12``.
+  scrape. Per hour: ``avg_over_time(bgdb_llm_tokens_5m[1h]) * 12``.
 * Query latency: ``bgdb_statement_latency_seconds`` is a histogram of per-statement mean
   execution times between scrapes from pg_stat_statements; exporters/latency.py says exactly
   what its p95 covers and what it does not.

@@ -208,14 +208,20 @@ QUERIES: tuple[QuerySpec, ...] = (
         gauge("bgdb_help_requests_pending", "Help requests with status pending."),
         gauge("bgdb_help_requests_oldest_pending_age_seconds",
               "Age of the oldest pending help request (0 when none)."),
-        gauge("bgdb_agent_messages_pending", "Agent messages with status pending (unprocessed)."),
+        gauge("bgdb_agent_messages_pending",
+              "Unprocessed agent messages (status 'sent', the seed's default, or 'pending')."),
         gauge("bgdb_agent_messages_oldest_pending_age_seconds",
-              "Age of the oldest pending agent message (0 when none)."),
+              "Age of the oldest unprocessed agent message (0 when none)."),
     )),
     QuerySpec("llm", "postgres", "llm.sql", (
-        gauge("bgdb_llm_calls_5m", "LLM calls recorded in the last 5 minutes."),
-        gauge("bgdb_llm_input_tokens_5m", "Input tokens of those calls."),
-        gauge("bgdb_llm_output_tokens_5m", "Output tokens of those calls."),
+        gauge("bgdb_llm_calls_5m", "LLM calls recorded in the last 5 minutes (model 'unknown': "
+              "calls recorded without a model)."),
+        gauge("bgdb_llm_tokens_5m",
+              "Tokens of those calls: tokens_used (the seed's column), else input + output."),
+        gauge("bgdb_llm_input_tokens_5m", "Input tokens of those calls (0 when only tokens_used "
+              "was recorded)."),
+        gauge("bgdb_llm_output_tokens_5m", "Output tokens of those calls (0 when only "
+              "tokens_used was recorded)."),
         gauge("bgdb_llm_cost_5m", "Cost of those calls, in the unit of llm_conversations.cost."),
     ), labels=("model",)),
     # ---- PgBouncer (admin console) -----------------------------------------------------------

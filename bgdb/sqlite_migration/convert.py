@@ -465,6 +465,11 @@ class RowConverter:
             return lambda v: v if type(v) is int and lo <= v <= hi else _SLOW
         if c.type == "float":
             return lambda v: float(v) if type(v) in (float, int) else _SLOW
+        if c.type == "numeric" and c.scale is None:
+            # SQLite REAL/INTEGER: exact decimal of the float's shortest repr (what to_numeric
+            # does); NaN, infinities and text go the slow way (issues, conversions).
+            return lambda v: (Decimal(repr(v)) if type(v) is float and math.isfinite(v)
+                              else Decimal(v) if type(v) is int else _SLOW)
         return None
 
     def convert(self, row: Sequence[Any]) -> Converted:

@@ -51,24 +51,22 @@ COLUMN_PREFIX = "$column:"
 ORDER = ("agents", "system_state", "help_requests", "help_responses", "agent_communications",
          "llm_conversations", "agent_heartbeats", "performance_metrics", "system_events")
 
-# Target columns that reference another table: the migration checks them before copying
-# (unknown agents -> placeholder agents or skipped rows; unknown help requests -> skipped rows).
+# Target columns with a foreign key (sql/migrations 0001 + 0004): the migration checks them
+# before copying (unknown agents -> placeholder agents or skipped rows; unknown help requests ->
+# skipped rows). Events, messages, responses and LLM calls of unknown agents are accepted as
+# they are, as the seed's schema accepts them (no foreign key there).
 REFERENCES: dict[tuple[str, str], str] = {
     ("agent_heartbeats", "agent_id"): "agents",
     ("performance_metrics", "agent_id"): "agents",
-    ("system_events", "agent_id"): "agents",
     ("help_requests", "requesting_agent_id"): "agents",
-    ("help_responses", "responding_agent_id"): "agents",
     ("help_responses", "request_id"): "help_requests",
-    ("agent_communications", "sender_id"): "agents",
-    ("agent_communications", "recipient_id"): "agents",
-    ("llm_conversations", "agent_id"): "agents",
 }
 
 
 def _id() -> dict[str, Any]:
     # Ids are kept (so rows keep their identity and references between tables hold); a table
-    # without an id column uses SQLite's rowid, which is what an INTEGER PRIMARY KEY aliases.
+    # without an id column uses SQLite's rowid, which is what an INTEGER PRIMARY KEY aliases
+    # (the seed's agents table, keyed by agent_id, has no id: its rowid is the id).
     return {"from": ["id", ROWID], "type": "bigint", "if_null": REJECT}
 
 
@@ -89,6 +87,13 @@ def _col(type_: str, *names: str, if_null: Any = None) -> dict[str, Any]:
 _AGENT_REF = ("agent_id", "agent", "agent_name")
 _EVENT_TS = ("timestamp", "ts", "time", "created_at", "recorded_at")
 
+# The source is the seed's SQLite file: its tables and columns have the seed's names, which are
+# the PostgreSQL names too, so every seed column maps from its own name (the first candidate) and
+# its value is kept as it is - a NULL stays NULL wherever the seed's schema allows one (metric
+# values, heartbeat metrics, severities, ...). `if_null` is only for our NOT NULL columns and the
+# partition keys (the documented deviation: a row without a timestamp is rejected). The further
+# candidates are spellings older agent versions used. Our own columns (name, type, source,
+# tokens_input, ...) are filled when the file has them, else PostgreSQL's default applies.
 DEFAULT_MAPPING: dict[str, Any] = {"tables": {
     "agents": {
         "source": ["agents", "agent", "agent_registry", "registered_agents"],
@@ -96,17 +101,17 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "columns": {
             "id": _id(),
             "agent_id": _col("text", "agent_id", "agent_uuid", "uuid"),
-            "name": _col("text", "name", "agent_name", "display_name",
-                         if_null=COLUMN_PREFIX + "agent_id"),
-            "type": _col("text", "type", "agent_type", "kind", if_null="unknown"),
             "state": _col("text", "state", "status", if_null="initializing"),
-            "config": _col("json", "config", "configuration", "settings", if_null={}),
-            "metadata": _col("json", "metadata", "meta", "info", if_null={}),
             "started_at": _ts("started_at", "start_time"),
             "stopped_at": _ts("stopped_at", "stop_time"),
+            "config": _col("json", "config", "configuration", "settings"),
+            "metadata": _col("json", "metadata", "meta", "info"),
+            "created_at": _ts("created_at", "created", "registered_at"),
+            "updated_at": _ts("updated_at", "updated", "modified_at"),
+            # ours
+            "name": _col("text", "name", "agent_name", "display_name"),
+            "type": _col("text", "type", "agent_type", "kind", if_null="generic"),
             "last_heartbeat": _ts("last_heartbeat", "last_heartbeat_at", "last_seen"),
-            "created_at": _ts("created_at", "created", "registered_at", if_null=MIGRATION_TIME),
-            "updated_at": _ts("updated_at", "updated", "modified_at", if_null=MIGRATION_TIME),
             # SQLite booleans (0/1) that the agents kept as columns live on in metadata.
             "metadata.active": _col("boolean", "active", "is_active", "enabled"),
         },
@@ -117,23 +122,25 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "columns": {
             "id": _id(),
             "agent_id": _col("text", *_AGENT_REF),
-            "timestamp": _ts(*_EVENT_TS, "heartbeat_at", if_null=REJECT),
+            "timestamp": _ts("timestamp", "ts", "time", "recorded_at", "heartbeat_at",
+                             "created_at", if_null=REJECT),
             "state": _col("text", "state", "status"),
-            "metrics": _col("json", "metrics", "data", "payload", if_null={}),
-            "error_count": _col("integer", "error_count", "errors", if_null=0),
+            "metrics": _col("json", "metrics", "data", "payload"),
+            "error_count": _col("integer", "error_count", "errors"),
+            "created_at": _ts("created_at"),
         },
     },
     "performance_metrics": {
         "source": ["performance_metrics", "metrics", "performance", "agent_metrics"],
-        "extras": "tags",
+        "extras": "metadata",
         "columns": {
             "id": _id(),
             "agent_id": _col("text", *_AGENT_REF),
             "metric_name": _col("text", "metric_name", "metric", "name", if_null=REJECT),
-            "value": _col("float", "value", "metric_value", if_null=REJECT),
+            "value": _col("numeric", "value", "metric_value"),  # NULL kept (the seed allows it)
             "unit": _col("text", "unit", "units"),
-            "tags": _col("json", "tags", "labels", "metadata", if_null={}),
             "timestamp": _ts(*_EVENT_TS, if_null=REJECT),
+            "metadata": _col("json", "metadata", "tags", "labels"),
         },
     },
     "system_state": {
@@ -142,9 +149,11 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "columns": {
             "id": _id(),
             "key": _col("text", "key", "name", "state_key", if_null=REJECT),
-            "value": _col("json", "value", "data", "state_value", if_null={}),
+            "value": _col("json", "value", "data", "state_value"),
+            "updated_at": _ts("updated_at", "updated", "modified_at"),
+            "updated_by": _col("text", "updated_by", "modified_by"),
+            # ours
             "created_at": _ts("created_at", "created", if_null=MIGRATION_TIME),
-            "updated_at": _ts("updated_at", "updated", "modified_at", if_null=MIGRATION_TIME),
         },
     },
     "system_events": {
@@ -153,11 +162,12 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "columns": {
             "id": _id(),
             "event_type": _col("text", "event_type", "type", "event", if_null="unknown"),
-            "severity": _col("text", "severity", "level", if_null="INFO"),
-            "source": _col("text", "source", "component"),
+            "event_data": _col("json", "event_data", "data", "details", "payload"),
             "agent_id": _col("text", *_AGENT_REF),
-            "event_data": _col("json", "event_data", "data", "details", "payload", if_null={}),
             "timestamp": _ts(*_EVENT_TS, if_null=REJECT),
+            "severity": _col("text", "severity", "level"),
+            # ours
+            "source": _col("text", "source", "component"),
         },
     },
     "help_requests": {
@@ -165,14 +175,18 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "extras": "context",
         "columns": {
             "id": _id(),
+            "request_id": _col("text", "request_id", if_null=REJECT),
+            "user_id": _col("text", "user_id", if_null=REJECT),
+            "content": _col("text", "content", if_null=REJECT),
+            "context": _col("json", "context", "data", "details"),
+            "status": _col("text", "status", "state"),
+            "priority": _col("text", "priority"),
+            "created_at": _ts("created_at", "created", "timestamp"),
+            "updated_at": _ts("updated_at", "updated"),
+            # ours
             "requesting_agent_id": _col("text", "requesting_agent_id", "requester_id",
                                         "agent_id", "requester"),
-            "request_type": _col("text", "request_type", "type", if_null="unknown"),
-            "context": _col("json", "context", "data", "details", if_null={}),
-            "priority": _col("integer", "priority", if_null=5),
-            "status": _col("text", "status", "state", if_null="pending"),
-            "created_at": _ts("created_at", "created", "timestamp", if_null=MIGRATION_TIME),
-            "updated_at": _ts("updated_at", "updated", if_null=MIGRATION_TIME),
+            "request_type": _col("text", "request_type", "type"),
             "resolved_at": _ts("resolved_at", "resolved_time", "completed_at"),
         },
     },
@@ -181,11 +195,16 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "extras": "response",
         "columns": {
             "id": _id(),
-            "request_id": _col("bigint", "request_id", "help_request_id", if_null=REJECT),
-            "responding_agent_id": _col("text", "responding_agent_id", "responder_id",
-                                        "agent_id", "responder"),
-            "response": _col("json", "response", "data", "content", if_null={}),
-            "created_at": _ts("created_at", "created", "timestamp", if_null=MIGRATION_TIME),
+            "request_id": _col("text", "request_id", "help_request_id", if_null=REJECT),
+            "response_id": _col("text", "response_id", if_null=REJECT),
+            "content": _col("text", "content", if_null=REJECT),
+            "confidence_score": _col("numeric", "confidence_score", "confidence"),
+            "sources": _col("json", "sources"),
+            "generated_at": _ts("generated_at", "created_at", "created", "timestamp"),
+            "agent_id": _col("text", "agent_id", "responding_agent_id", "responder_id",
+                             "responder"),
+            # ours
+            "response": _col("json", "response", "data"),
         },
     },
     "agent_communications": {
@@ -193,48 +212,52 @@ DEFAULT_MAPPING: dict[str, Any] = {"tables": {
         "extras": "content",
         "columns": {
             "id": _id(),
-            "sender_id": _col("text", "sender_id", "sender", "from_agent", "from_agent_id"),
-            "recipient_id": _col("text", "recipient_id", "recipient", "to_agent", "to_agent_id"),
+            "from_agent": _col("text", "from_agent", "sender_id", "sender", "from_agent_id"),
+            "to_agent": _col("text", "to_agent", "recipient_id", "recipient", "to_agent_id"),
             "message_type": _col("text", "message_type", "type", if_null="message"),
-            "content": _col("json", "content", "message", "payload", "data", if_null={}),
-            "status": _col("text", "status", "state", if_null="pending"),
-            "created_at": _ts("created_at", "created", "timestamp", "sent_at",
-                              if_null=MIGRATION_TIME),
+            "content": _col("json", "content", "message", "payload", "data"),
+            "timestamp": _ts("timestamp", "created_at", "created", "sent_at"),
+            "status": _col("text", "status", "state"),
+            # ours
             "processed_at": _ts("processed_at", "read_at", "delivered_at"),
         },
     },
     "llm_conversations": {
         "source": ["llm_conversations", "llm_calls", "conversations", "llm_requests"],
-        "extras": None,
+        "extras": "metadata",
         "columns": {
             "id": _id(),
+            "conversation_id": _col("text", "conversation_id", "session_id", if_null=REJECT),
             "agent_id": _col("text", *_AGENT_REF),
-            "model": _col("text", "model", "model_name", if_null="unknown"),
             "prompt": _col("text", "prompt", "request"),
             "response": _col("text", "response", "completion"),
+            "model": _col("text", "model", "model_name"),
+            "tokens_used": _col("integer", "tokens_used", "total_tokens", "tokens"),
+            "cost": _col("numeric", "cost", "cost_usd"),
+            "timestamp": _ts(*_EVENT_TS),
+            "metadata": _col("json", "metadata", "meta"),
+            # ours
             "tokens_input": _col("integer", "tokens_input", "input_tokens", "prompt_tokens",
                                  if_null=0),
             "tokens_output": _col("integer", "tokens_output", "output_tokens",
                                   "completion_tokens", if_null=0),
-            "cost": {**_col("numeric", "cost", "cost_usd", if_null=0), "scale": 6},
             "duration": _col("float", "duration", "duration_seconds", "latency"),
-            "timestamp": _ts(*_EVENT_TS, if_null=REJECT),
         },
     },
 }}
 
-# The PostgreSQL columns of each table (sql/migrations/0001) and whether they may be NULL without
-# a default: the migration checks the live schema against this before it writes anything.
+# The PostgreSQL columns of each table (sql/migrations 0001 + 0004) that may not be NULL and
+# have no default: the migration checks the live schema against this before it writes anything.
 NOT_NULL_NO_DEFAULT: dict[str, frozenset[str]] = {
-    "agents": frozenset({"agent_id", "name", "type"}),
+    "agents": frozenset({"agent_id"}),
     "agent_heartbeats": frozenset({"agent_id"}),
-    "performance_metrics": frozenset({"agent_id", "metric_name", "value"}),
+    "performance_metrics": frozenset({"agent_id", "metric_name"}),
     "system_state": frozenset({"key"}),
     "system_events": frozenset({"event_type"}),
-    "help_requests": frozenset({"request_type"}),
-    "help_responses": frozenset({"request_id"}),
+    "help_requests": frozenset({"request_id", "user_id", "content"}),
+    "help_responses": frozenset({"request_id", "response_id", "content"}),
     "agent_communications": frozenset({"message_type"}),
-    "llm_conversations": frozenset({"model"}),
+    "llm_conversations": frozenset({"conversation_id"}),
 }
 
 _TABLE_KEYS = frozenset({"source", "extras", "ignore", "columns", "skip"})

@@ -274,7 +274,7 @@ class Migration:
         self.out = out
         # Dry run only: what earlier tables of this run would have written.
         self.dry_agents: set[str] = set()
-        self.dry_requests: set[int] = set()
+        self.dry_requests: set[str] = set()
 
     # --------------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -467,7 +467,7 @@ class Migration:
             slot = conv.out_columns.index("agent_id")
             self.dry_agents.update(g.values[slot] for g in good)
         elif plan.target == "help_requests":
-            slot = conv.out_columns.index("id")
+            slot = conv.out_columns.index("request_id")
             self.dry_requests.update(g.values[slot] for g in good)
 
     # --------------------------------------------------------------------------------------------
@@ -496,12 +496,12 @@ class Migration:
                     "SELECT agent_id FROM agents WHERE agent_id = ANY(%s)" + suffix,
                     [sorted(wanted)]).fetchall()}
                 unknown_agents = wanted - found - self.dry_agents
-        missing_requests: set[int] = set()
+        missing_requests: set[str] = set()
         if request_slots:
             wanted_ids = {g.values[s] for g in good for s, _ in request_slots} - {None}
             if wanted_ids:
                 found_ids = {r[0] for r in pg.execute(
-                    "SELECT id FROM help_requests WHERE id = ANY(%s)" + suffix,
+                    "SELECT request_id FROM help_requests WHERE request_id = ANY(%s)" + suffix,
                     [sorted(wanted_ids)]).fetchall()}
                 missing_requests = wanted_ids - found_ids - self.dry_requests
         if not unknown_agents and not missing_requests:
@@ -512,7 +512,7 @@ class Migration:
             reason = None
             for s, col in request_slots:
                 if g.values[s] in missing_requests:
-                    reason = f"unknown help request {g.values[s]} in {col}"
+                    reason = f"unknown help request {g.values[s]!r} in {col}"
             for s, col in agent_slots:
                 agent = g.values[s]
                 if agent in unknown_agents:

@@ -134,15 +134,16 @@ def check_schema_via(conn: target.Connection) -> tuple[bool, str]:
 
 
 def probe_writes(conn: target.Connection) -> tuple[bool, str]:
-    """Insert and read back an agent, a heartbeat and a metric, then roll back."""
+    """Insert and read back an agent, a heartbeat and a metric (the seed's statements: only
+    the seed's columns), then roll back."""
     agent = f"bgdb-setup-probe-{_random.token_hex(6)}"
     try:
         conn.execute("BEGIN")
         try:
-            conn.execute("INSERT INTO agents (agent_id, name, type) VALUES (%s, %s, 'probe')",
-                         [agent, agent])
-            conn.execute("INSERT INTO agent_heartbeats (agent_id, state, metrics)"
-                         " VALUES (%s, 'running', '{}')", [agent])
+            conn.execute("INSERT INTO agents (agent_id, state, started_at)"
+                         " VALUES (%s, 'running', now())", [agent])
+            conn.execute("INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics)"
+                         " VALUES (%s, now(), 'running', '{\"cpu_usage\": 0}')", [agent])
             conn.execute("INSERT INTO performance_metrics (agent_id, metric_name, value)"
                          " VALUES (%s, 'probe', 1)", [agent])
             row = conn.execute("SELECT count(*) FROM agent_heartbeats WHERE agent_id = %s",

@@ -12,7 +12,11 @@ Per table:
     its canonical values; the sums of the hashes (order-independent), per block of 10,000 ids,
     must be equal. Where a block differs, its rows are compared one by one and the first
     differing ids are named;
-  * spot checks: random SQLite rows fetched from PostgreSQL by id and compared column by column.
+  * spot checks: random SQLite rows fetched from PostgreSQL by id and compared column by column;
+  * NULLs: per column, the NULL values of the migrated rows on either side (a NULL the seed's
+    schema allows - a metric without a value, say - is kept as NULL, not turned into a default
+    or left behind); the report names the columns that hold any, and a count that differs
+    between the sides fails the table.
 
 Run it before the agents write to PostgreSQL: their updates (last_heartbeat, state, ...) change
 the content of migrated rows, and the checksum then reports them.
@@ -25,6 +29,7 @@ import argparse
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +57,11 @@ class Side:
     blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
     min_id: int | None = None
     max_id: int | None = None
+    nulls: Counter[int] = field(default_factory=Counter)  # column slot -> NULL values
 
-    def add(self, row_id: int, digest: int) -> None:
+    def add(self, row_id: int, digest: int, values: Sequence[Any] = ()) -> None:
+        if None in values:
+            self.nulls.update(i for i, v in enumerate(values) if v is None)
         self.rows += 1
         self.digest = (self.digest + digest) & MASK
         b = row_id // BLOCK
@@ -73,6 +81,7 @@ class TableResult:
     expected: int = 0
     postgres_rows: int = 0
     checksum_ok: bool | None = None  # None: not computed (--counts-only)
+    nulls: dict[str, tuple[int, int]] = field(default_factory=dict)  # column: (sqlite, pg)
     samples: int = 0
     sample_failures: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
@@ -81,7 +90,8 @@ class TableResult:
     @property
     def ok(self) -> bool:
         return (not self.problems and not self.sample_failures and not self.differences
-                and self.expected == self.postgres_rows and self.checksum_ok is not False)
+                and self.expected == self.postgres_rows and self.checksum_ok is not False
+                and all(a == b for a, b in self.nulls.values()))
 
 
 @dataclass
@@ -200,19 +210,21 @@ class Validation:
                         continue
                     row_id = c.values[conv.out_columns.index("id")]
                     lite_side.add(row_id, 0 if self.counts_only
-                                  else conv.digest(c.values))
+                                  else conv.digest(c.values), c.values)
                 bar.update(len(rows))
             tr.expected = lite_side.rows
             if lite_side.min_id is not None and lite_side.max_id is not None:
                 for rec in _pg_rows(pg, plan, lite_side.min_id, lite_side.max_id, placeholders):
                     pg_side.add(rec[0], 0 if self.counts_only
-                                else conv.digest(rec[1:]))
+                                else conv.digest(rec[1:]), rec[1:])
                     if pg_side.rows % 10_000 == 0:
                         bar.update(10_000)
             bar.update(pg_side.rows % 10_000)
         finally:
             bar.close()
         tr.postgres_rows = pg_side.rows
+        tr.nulls = {conv.out_columns[i]: (lite_side.nulls[i], pg_side.nulls[i])
+                    for i in sorted(set(lite_side.nulls) | set(pg_side.nulls))}
         if tr.not_migrated:
             tr.problems.append(f"{tr.not_migrated} SQLite row(s) added after the migration"
                                " (rerun bgdb-migrate-sqlite)")
@@ -318,6 +330,10 @@ def render(result: Result) -> list[str]:
                      f"{t.postgres_rows:>12}  {checksum:<9}{samples:<9}"
                      f"{'PASS' if t.ok else 'FAIL'}")
     for t in result.tables:
+        if t.nulls:
+            kept = ", ".join(f"{col} {a}" if a == b else f"{col} {a} in SQLite but {b} in"
+                             " PostgreSQL" for col, (a, b) in t.nulls.items())
+            lines.append(f"  {t.target}: NULL values kept: {kept}")
         for line in t.problems + t.differences + t.sample_failures[:5]:
             lines.append(f"  {t.target}: {line}")
     if result.placeholders:

@@ -1,3 +1,6 @@
+-- accepts-checksum: cea17ceaf86c22e3284be39054d050df30c8a80bc0647012248c08aa123b7c47
+--   (this file as first released: it said INCLUDING COMPRESSION on every major, which
+--   PostgreSQL 13 cannot parse; databases that applied it on 14+ hold an equivalent function)
 -- 0002_partition_management: create daily partitions ahead of time, drop expired ones.
 --
 -- Native partitioning with our own two functions rather than pg_partman: pg_partman is an extra
@@ -58,6 +61,9 @@ DECLARE
     lo        timestamptz;
     hi        timestamptz;
     moved     bigint;
+    -- LIKE ... INCLUDING COMPRESSION exists from PostgreSQL 14 on (Debian 11 ships 13).
+    compression text := CASE WHEN current_setting('server_version_num')::int >= 140000
+                             THEN ' INCLUDING COMPRESSION' ELSE '' END;
 BEGIN
     IF days_ahead IS NULL OR days_ahead < 0 THEN
         RAISE EXCEPTION 'bgdb_partition_premake: days_ahead must be >= 0, got %', days_ahead;
@@ -76,8 +82,8 @@ BEGIN
                 -- LIKE + ATTACH rather than CREATE ... PARTITION OF: ATTACH needs only a SHARE
                 -- UPDATE EXCLUSIVE lock on the parent, so agents keep inserting meanwhile.
                 EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS'
-                               ' INCLUDING STORAGE INCLUDING COMPRESSION)',
-                               t.schema_name, part, t.parent);
+                               ' INCLUDING STORAGE%s)',
+                               t.schema_name, part, t.parent, compression);
                 IF t.default_partition IS NOT NULL THEN
                     -- Lock first: a row routed to the DEFAULT partition between the move and the
                     -- ATTACH would make the ATTACH fail.

@@ -4,9 +4,10 @@
 -- A probe of the whole table touches every partition's index (~46: 30 days back, 14 ahead,
 -- DEFAULT), so the first probe is limited to now() +/- 1 day (2-3 partitions after pruning);
 -- only an agent silent for more than a day pays for the probe of every partition.
--- Column names are reused by the exporter and the CLI: seconds, UTC timestamps.
+-- Column names are reused by the exporter and the CLI: seconds, UTC timestamps. name may be
+-- NULL (the seed's agents have none): the agent_id stands in.
 SELECT a.agent_id,
-       a.name,
+       coalesce(a.name, a.agent_id) AS name,
        a.type,
        a.state,
        a.started_at,

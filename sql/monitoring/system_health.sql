@@ -2,7 +2,7 @@
 -- Every count is index-backed: agents is small; "missing heartbeat" is one (agent_id, timestamp
 -- DESC) probe per active agent; recent heartbeats/events are primary-key (timestamp) range scans
 -- of the current partition; errors use the partial index on ERROR/CRITICAL events; pending help
--- requests and messages read partial indexes WHERE status = 'pending'.
+-- requests and unprocessed messages (status 'sent' or 'pending') read partial indexes.
 SELECT
     (SELECT count(*) FROM agents) AS agents_total,
     (SELECT count(*) FROM agents a
@@ -19,7 +19,8 @@ SELECT
       WHERE e.timestamp > now() - interval '1 hour'
         AND e.severity IN ('ERROR', 'CRITICAL')) AS error_events_last_hour,
     (SELECT count(*) FROM help_requests r WHERE r.status = 'pending') AS help_requests_pending,
-    (SELECT count(*) FROM agent_communications c WHERE c.status = 'pending') AS messages_pending,
+    (SELECT count(*) FROM agent_communications c WHERE c.status IN ('sent', 'pending'))
+        AS messages_pending,
     (SELECT count(*) FROM pg_stat_activity s WHERE s.datname = current_database())
         AS connections,
     current_setting('max_connections')::integer AS max_connections,

@@ -90,42 +90,68 @@ def test_agent_api_round_trip(agents_dsn: str) -> None:
             a, b = AgentClient(db, "api-a", agent_type="planner"), AgentClient(db, "api-b")
             await a.register()
             await b.register()
-            await a.heartbeat({"cpu_percent": 12.5})
+            await a.heartbeat({"cpu_usage": 12.5})
+            await b.heartbeat({"queue": 1})  # cpu_usage: the client's own measurement
             for i in range(250):
                 a.record_metric("latency_ms", i, "ms", {"shard": i % 3})
-            assert await a.flush_metrics() == 250
+            a.record_metric("latency_ms", None, "ms", {"shard": "down"})  # NULL, as the seed's
+            assert await a.flush_metrics() == 251
             assert await a.flush_metrics() == 0
             await a.log_event("task_failed", {"task": 7}, severity="ERROR")
             sent = [await a.send_message("api-b", "task", {"n": i}) for i in range(5)]
             got = await b.receive_messages(limit=3)
             assert [m.id for m in got] == sent[:3]
             assert [m.content for m in got] == [{"n": 0}, {"n": 1}, {"n": 2}]
-            assert [m.id for m in await b.receive_messages(limit=10)] == sent[3:]
+            assert {(m.from_agent, m.to_agent) for m in got} == {("api-a", "api-b")}
+            # A message written with the seed's own statement (status: the default 'sent').
+            await db.execute_query("INSERT INTO agent_communications (from_agent, to_agent,"
+                                   " message_type, content) VALUES ($1, $2, $3, $4)",
+                                   "seed-x", "api-b", "task", {"n": 99})
+            rest = await b.receive_messages(limit=10)
+            assert [m.id for m in rest][:2] == sent[3:]
+            assert [m.content for m in rest] == [{"n": 3}, {"n": 4}, {"n": 99}]
             assert await b.receive_messages() == []
-            req = await a.request_help("review", {"pr": 1}, priority=9)
-            assert [r["id"] for r in await b.pending_help_requests()] == [req]
-            await b.respond_to_help(req, {"ok": True})
-            assert [r["response"] for r in await a.help_responses(req)] == [{"ok": True}]
-            assert await b.pending_help_requests() == []
-            await a.record_llm_conversation("model-x", "hi", "hello", tokens_input=3,
-                                            tokens_output=5, cost=0.0012, duration=0.8)
+            low = await a.request_help("tidy the logs", priority="low")
+            req = await a.request_help("review", {"pr": 1}, priority="high")
+            pending = await b.pending_help_requests()
+            assert [(r["request_id"], r["priority"]) for r in pending] == [
+                (req, "high"), (low, "low")]  # most urgent first, whatever the age
+            assert (pending[0]["user_id"], pending[0]["content"]) == ("api-a", "review")
+            await b.respond_to_help(req, "approved", confidence_score=0.75,
+                                    sources=["https://example.invalid/pr/1"],
+                                    response={"ok": True})
+            [resp] = await a.help_responses(req)
+            assert (resp["content"], resp["agent_id"], resp["response"]) == (
+                "approved", "api-b", {"ok": True})
+            assert (float(resp["confidence_score"]), resp["sources"]) == (
+                0.75, ["https://example.invalid/pr/1"])
+            assert [r["request_id"] for r in await b.pending_help_requests()] == [low]
+            await a.record_llm_conversation("model-x", "hi", "hello", conversation_id="conv-7",
+                                            tokens_input=3, tokens_output=5, cost=0.0012,
+                                            duration=0.8, metadata={"temperature": 0})
             await a.set_state("busy")
             await a.shutdown()
 
     asyncio.run(main())
-    assert one(agents_dsn, "SELECT count(*) FROM performance_metrics"
-                           " WHERE metric_name = 'latency_ms'") == 250
-    assert one(agents_dsn, "SELECT count(DISTINCT tags) FROM performance_metrics") == 3
-    assert one(agents_dsn, "SELECT state, error_count, metrics FROM agent_heartbeats") == (
-        "running", 0, {"cpu_percent": 12.5})
+    assert one(agents_dsn, "SELECT count(*), count(value) FROM performance_metrics"
+                           " WHERE metric_name = 'latency_ms'") == (251, 250)
+    assert one(agents_dsn, "SELECT count(DISTINCT metadata) FROM performance_metrics") == 4
+    assert one(agents_dsn, "SELECT state, error_count, metrics FROM agent_heartbeats"
+                           " WHERE agent_id = 'api-a'") == ("running", 0, {"cpu_usage": 12.5})
+    # The seed's query (metrics->'cpu_usage') reads what the client measured.
+    cpu = one(agents_dsn, "SELECT metrics->'cpu_usage' FROM agent_heartbeats"
+                          " WHERE agent_id = 'api-b'")
+    assert isinstance(cpu, int | float) and cpu >= 0
     assert one(agents_dsn, "SELECT severity FROM system_events WHERE event_type = 'task_failed'") \
         == "ERROR"
     assert one(agents_dsn, "SELECT count(*) FILTER (WHERE status = 'processed'"
-                           " AND processed_at IS NOT NULL) FROM agent_communications") == 5
-    assert one(agents_dsn, "SELECT status, resolved_at IS NOT NULL FROM help_requests") == (
-        "resolved", True)
-    assert one(agents_dsn, "SELECT model, tokens_input, tokens_output, cost::text, duration"
-                           " FROM llm_conversations") == ("model-x", 3, 5, "0.001200", 0.8)
+                           " AND processed_at IS NOT NULL) FROM agent_communications") == 6
+    assert one(agents_dsn, "SELECT status, resolved_at IS NOT NULL FROM help_requests"
+                           " WHERE content = 'review'") == ("resolved", True)
+    assert one(agents_dsn, "SELECT conversation_id, model, tokens_used, tokens_input,"
+                           " tokens_output, cost::text, duration, metadata"
+                           " FROM llm_conversations") == (
+        "conv-7", "model-x", 8, 3, 5, "0.0012", 0.8, {"temperature": 0})
     assert one(agents_dsn, "SELECT state FROM agents WHERE agent_id = 'api-a'") == "stopped"
 
 

@@ -170,12 +170,12 @@ def test_claim_committed_but_reply_lost_returns_the_claimed_rows(agents_dsn: str
 
             async def recover() -> list[dict[str, Any]]:
                 return await db.fetch("SELECT id FROM agent_communications"
-                                      " WHERE recipient_id = $1 AND processed_at = $2",
+                                      " WHERE to_agent = $1 AND processed_at = $2",
                                       "a", token)
 
             rows = await blackhole_during(proxy, lambda: db.execute_claim(
                 "UPDATE agent_communications AS c SET status = 'processed', processed_at = $2"
-                " FROM pg_sleep(0.6) WHERE c.recipient_id = $1 AND c.status = 'pending'"
+                " FROM pg_sleep(0.6) WHERE c.to_agent = $1 AND c.status = 'sent'"
                 " RETURNING c.id", "a", token, recover=recover))
             assert db.stats.committed_after_loss == 1
             assert sorted(r["id"] for r in rows) == sent

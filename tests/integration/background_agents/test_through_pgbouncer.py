@@ -47,7 +47,7 @@ def agents_db(deployed: Deployed) -> Iterator[tuple[str, str]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         like = prefix + "%"
         conn.execute("DELETE FROM system_events WHERE agent_id LIKE %s", [like])
-        conn.execute("DELETE FROM agent_communications WHERE sender_id LIKE %s", [like])
+        conn.execute("DELETE FROM agent_communications WHERE from_agent LIKE %s", [like])
         conn.execute("DELETE FROM agents WHERE agent_id LIKE %s", [like])  # cascades
 
 

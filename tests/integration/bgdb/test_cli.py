@@ -71,9 +71,12 @@ def test_status_json_matches_the_database(deployed: Deployed, tag: str) -> None:
                    f"('{tag}-ok', 'ok', 'worker', 'running', now() - interval '2 hours'), "
                    f"('{tag}-gone', 'gone', 'worker', 'running', now() - interval '1 day'), "
                    f"('{tag}-stopped', 'stopped', 'worker', 'stopped', now())")
+    # The seed's registration: no name, no type.
+    psql(deployed, f"INSERT INTO agents (agent_id, state, started_at) VALUES "
+                   f"('{tag}-seed', 'running', now())")
     psql(deployed, f"INSERT INTO agent_heartbeats (agent_id, metrics, error_count) VALUES "
-                   f"('{tag}-ok', '{{\\\"cpu_percent\\\": 40}}', 1), "
-                   f"('{tag}-ok', '{{\\\"cpu_percent\\\": 20}}', 2)")
+                   f"('{tag}-ok', '{{\\\"cpu_usage\\\": 40}}', 1), "
+                   f"('{tag}-ok', '{{\\\"cpu_usage\\\": 20}}', 2)")
     psql(deployed, f"INSERT INTO agent_heartbeats (agent_id, timestamp) VALUES "
                    f"('{tag}-gone', now() - interval '20 minutes')")
 
@@ -89,7 +92,9 @@ def test_status_json_matches_the_database(deployed: Deployed, tag: str) -> None:
                   " AND state NOT IN ('stopped', 'terminated')")}
     assert {a["agent_id"] for a in host["active_agents"]} == active_in_db
     mine = {a["agent_id"]: a for a in host["active_agents"] if a["agent_id"].startswith(tag)}
-    assert set(mine) == {f"{tag}-ok", f"{tag}-gone"}
+    assert set(mine) == {f"{tag}-ok", f"{tag}-gone", f"{tag}-seed"}
+    assert mine[f"{tag}-seed"]["name"] == f"{tag}-seed"  # no name: the agent_id stands in
+    assert mine[f"{tag}-ok"]["name"] == "ok"
     assert 86400 - 120 < mine[f"{tag}-gone"]["uptime_seconds"] < 86400 + 600
     assert 1200 - 60 < mine[f"{tag}-gone"]["seconds_since_heartbeat"] < 1200 + 600
 
@@ -105,7 +110,7 @@ def test_status_json_matches_the_database(deployed: Deployed, tag: str) -> None:
 
     [recent] = [r for r in host["recent_heartbeats"] if r["agent_id"] == f"{tag}-ok"]
     assert (recent["heartbeat_count"], recent["error_count"]) == (2, 3)
-    assert recent["avg_cpu_percent"] == pytest.approx(30.0)
+    assert recent["avg_cpu_usage"] == pytest.approx(30.0)
     assert all(r["agent_id"] != f"{tag}-gone" for r in host["recent_heartbeats"])
 
     # No replicas in the test lab: the server says the same.

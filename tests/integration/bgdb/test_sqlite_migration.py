@@ -15,90 +15,115 @@ from typing import Any
 import psycopg
 import pytest
 
-from bgdb.sqlite_migration import migrate, setup, validate
+from bgdb.migrate import DEFAULT_DIR, discover
+from bgdb.sqlite_migration import migrate, sample, setup, validate
 
 LEDGER = "bgdb_sqlite_migration"
 T = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 EPOCH = int(T.timestamp())
 
-LEGACY_SCHEMA = """
-CREATE TABLE agents (id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT UNIQUE, name TEXT,
-                     type TEXT, status TEXT, config TEXT, metadata TEXT, is_active INTEGER,
-                     created_at TEXT, last_heartbeat REAL);
-CREATE TABLE heartbeats (id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT,
-                         timestamp TIMESTAMP, status TEXT, metrics TEXT, error_count INTEGER);
-CREATE TABLE performance_metrics (id INTEGER PRIMARY KEY, agent_id TEXT, metric_name TEXT,
-                                  value REAL, unit TEXT, timestamp REAL);
-CREATE TABLE system_events (id INTEGER PRIMARY KEY, event_type TEXT, severity TEXT,
-                            agent_id TEXT, event_data TEXT, timestamp DATETIME);
-CREATE TABLE system_state (key TEXT PRIMARY KEY, value TEXT, updated_at TEXT);
-CREATE TABLE help_requests (id INTEGER PRIMARY KEY, requesting_agent_id TEXT,
-                            request_type TEXT, context TEXT, priority INTEGER, status TEXT,
-                            created_at TEXT);
-CREATE TABLE help_responses (id INTEGER PRIMARY KEY, request_id INTEGER,
-                             responding_agent_id TEXT, response TEXT, created_at TEXT);
-CREATE TABLE messages (id INTEGER PRIMARY KEY, sender_id TEXT, recipient_id TEXT,
-                       message_type TEXT, content TEXT, status TEXT, created_at TEXT);
-CREATE TABLE llm_conversations (id INTEGER PRIMARY KEY, agent_id TEXT, model TEXT,
-                                prompt TEXT, response TEXT, input_tokens INTEGER,
-                                output_tokens INTEGER, cost REAL, duration REAL,
-                                timestamp TEXT);
+# The seed's tables as the agents created them in SQLite (../shared/seed.txt; SQLite keeps the
+# declared types only as affinities).
+SEED_SCHEMA = """
+CREATE TABLE agents (agent_id VARCHAR(255) PRIMARY KEY, state VARCHAR(50) NOT NULL,
+                     started_at TIMESTAMPTZ, stopped_at TIMESTAMPTZ, config JSONB, metadata JSONB,
+                     created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+CREATE TABLE agent_heartbeats (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                               agent_id VARCHAR(255) NOT NULL, timestamp TIMESTAMPTZ NOT NULL,
+                               state VARCHAR(50), error_count INTEGER DEFAULT 0, metrics JSONB,
+                               created_at TIMESTAMPTZ);
+CREATE TABLE performance_metrics (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                                  agent_id VARCHAR(255) NOT NULL,
+                                  metric_name VARCHAR(255) NOT NULL, value NUMERIC,
+                                  unit VARCHAR(50), timestamp TIMESTAMPTZ, metadata JSONB);
+CREATE TABLE system_state (id INTEGER PRIMARY KEY AUTOINCREMENT, key VARCHAR(255) UNIQUE NOT NULL,
+                           value JSONB, updated_at TIMESTAMPTZ, updated_by VARCHAR(255));
+CREATE TABLE system_events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                            event_type VARCHAR(100) NOT NULL, event_data JSONB,
+                            agent_id VARCHAR(255), timestamp TIMESTAMPTZ,
+                            severity VARCHAR(20) DEFAULT 'INFO');
+CREATE TABLE help_requests (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                            request_id VARCHAR(255) UNIQUE NOT NULL, user_id VARCHAR(255) NOT NULL,
+                            content TEXT NOT NULL, context JSONB, status VARCHAR(50),
+                            priority VARCHAR(20), created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+CREATE TABLE help_responses (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                             request_id VARCHAR(255) NOT NULL,
+                             response_id VARCHAR(255) UNIQUE NOT NULL, content TEXT NOT NULL,
+                             confidence_score NUMERIC, sources JSONB, generated_at TIMESTAMPTZ,
+                             agent_id VARCHAR(255));
+CREATE TABLE agent_communications (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                                   from_agent VARCHAR(255) NOT NULL,
+                                   to_agent VARCHAR(255) NOT NULL,
+                                   message_type VARCHAR(100) NOT NULL, content JSONB,
+                                   timestamp TIMESTAMPTZ, status VARCHAR(50));
+CREATE TABLE llm_conversations (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                                conversation_id VARCHAR(255) NOT NULL, agent_id VARCHAR(255),
+                                prompt TEXT NOT NULL, response TEXT, model VARCHAR(100),
+                                tokens_used INTEGER, cost NUMERIC, timestamp TIMESTAMPTZ,
+                                metadata JSONB);
 """
 
-# (agent_id, timestamp as stored, status, metrics, error_count) -> what PostgreSQL must hold.
+# (agent_id, timestamp as stored, state, metrics, error_count) -> what PostgreSQL must hold.
 HEARTBEATS: list[tuple[Any, ...]] = [
-    ("agent-a", "2024-01-02T03:04:05Z", "running", '{"cpu_percent": 12.5}', 0),   # ISO, Z
-    ("agent-a", "2024-01-02T05:04:05+02:00", "running", '{"cpu_percent": 1e2}', 1),  # offset
+    ("agent-a", "2024-01-02T03:04:05Z", "running", '{"cpu_usage": 12.5}', 0),     # ISO, Z
+    ("agent-a", "2024-01-02T05:04:05+02:00", "running", '{"cpu_usage": 1e2}', 1),  # offset
     ("agent-a", "2024-01-02T03:04:05", "running", "{}", None),       # no zone, NULL count
     ("agent-b", "2024-01-02 03:04:05", "degraded", "{not json", 2),  # space, invalid JSON
     ("agent-b", EPOCH, "running", None, 0),                         # epoch integer, NULL json
     ("agent-b", EPOCH + 0.5, "running", "[1, 2]", 0),               # epoch real
     ("ghost", "2024-01-02 03:04:05", "running", "{}", 0),           # unknown agent
-    ("agent-a", None, "running", "{}", 0),                          # no timestamp: rejected
+    ("agent-a", "someday", "running", "{}", 0),                     # no timestamp: rejected
 ]
 
 
 def build_legacy_db(path: Path) -> Path:
     conn = sqlite3.connect(path)
-    conn.executescript(LEGACY_SCHEMA)
+    conn.executescript(SEED_SCHEMA)
     conn.executemany(
-        "INSERT INTO agents (agent_id, name, type, status, config, metadata, is_active,"
-        " created_at, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [("agent-a", "Agent A", "worker", "running", '{"pool": 1}', '{"region": "eu"}', 1,
-          "2024-01-01 00:00:00", EPOCH),
-         ("agent-b", None, None, None, "not json", None, 0, None, None)])
-    conn.executemany("INSERT INTO heartbeats (agent_id, timestamp, status, metrics,"
+        "INSERT INTO agents (agent_id, state, started_at, stopped_at, config, metadata,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [("agent-a", "running", EPOCH, None, '{"pool": 1}', '{"region": "eu"}',
+          "2024-01-01 00:00:00", "2024-01-02T03:04:05Z"),
+         ("agent-b", "idle", None, None, "not json", None, None, None)])
+    conn.executemany("INSERT INTO agent_heartbeats (agent_id, timestamp, state, metrics,"
                      " error_count) VALUES (?, ?, ?, ?, ?)", HEARTBEATS)
     conn.executemany(
-        "INSERT INTO performance_metrics (agent_id, metric_name, value, unit, timestamp)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [("agent-a", "cpu_usage", 25.5, "%", EPOCH), ("agent-b", "queue_depth", "7", None,
-                                                      EPOCH + 0.25)])
+        "INSERT INTO performance_metrics (agent_id, metric_name, value, unit, timestamp,"
+        " metadata) VALUES (?, ?, ?, ?, ?, ?)",
+        [("agent-a", "cpu_usage", 25.5, "%", EPOCH, '{"core": 0}'),
+         ("agent-b", "queue_depth", "7", None, EPOCH + 0.25, None),
+         ("agent-a", "cpu_usage", None, "%", EPOCH, None)])  # the seed allows a NULL value
     conn.executemany(
         "INSERT INTO system_events (event_type, severity, agent_id, event_data, timestamp)"
         " VALUES (?, ?, ?, ?, ?)",
         [("task_failed", "ERROR", "agent-a", '{"task": 1}', "2024-01-02 03:04:05"),
-         ("restart", None, None, '{"why": "oom"}', EPOCH)])
-    conn.executemany("INSERT INTO system_state VALUES (?, ?, ?)",
-                     [("leader", '"agent-a"', "2024-01-02T03:04:05Z"), ("mode", "fast", None)])
+         ("restart", None, None, '{"why": "oom"}', EPOCH),
+         ("task_done", "INFO", "nobody", None, EPOCH)])  # an agent never registered
+    conn.executemany("INSERT INTO system_state (key, value, updated_at, updated_by)"
+                     " VALUES (?, ?, ?, ?)",
+                     [("leader", '"agent-a"', "2024-01-02T03:04:05Z", "agent-a"),
+                      ("mode", "fast", None, None)])
     conn.executemany(
-        "INSERT INTO help_requests (requesting_agent_id, request_type, context, priority,"
-        " status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [("agent-a", "review", '{"pr": 7}', 3, "pending", "2024-01-02 03:04:05")])
+        "INSERT INTO help_requests (request_id, user_id, content, context, status, priority,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [("req-1", "user-1", "please review", '{"pr": 7}', "pending", "high",
+          "2024-01-02 03:04:05")])
     conn.executemany(
-        "INSERT INTO help_responses (request_id, responding_agent_id, response, created_at)"
-        " VALUES (?, ?, ?, ?)",
-        [(1, "agent-b", '{"ok": true}', "2024-01-02 03:04:05"),
-         (99, "agent-b", '{"ok": false}', "2024-01-02 03:04:05")])  # orphan: rejected
+        "INSERT INTO help_responses (request_id, response_id, content, confidence_score,"
+        " sources, generated_at, agent_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [("req-1", "resp-1", "looks good", 0.9, '["doc-1"]', "2024-01-02 03:04:05", "agent-b"),
+         ("req-99", "resp-2", "orphan", None, None, None, "agent-b")])  # orphan: rejected
     conn.executemany(
-        "INSERT INTO messages (sender_id, recipient_id, message_type, content, status,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [("agent-a", "agent-b", "ping", '{"n": 1}', "pending", "2024-01-02 03:04:05"),
-         ("agent-b", None, "broadcast", "hello", None, EPOCH)])
+        "INSERT INTO agent_communications (from_agent, to_agent, message_type, content, status,"
+        " timestamp) VALUES (?, ?, ?, ?, ?, ?)",
+        [("agent-a", "agent-b", "ping", '{"n": 1}', "sent", "2024-01-02 03:04:05"),
+         ("agent-b", "nobody", "broadcast", "hello", None, EPOCH)])
     conn.executemany(
-        "INSERT INTO llm_conversations (agent_id, model, prompt, response, input_tokens,"
-        " output_tokens, cost, duration, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [("agent-a", "m1", "hi", "hello", 3, 5, 0.0001234, 0.8, "2024-01-02T03:04:05Z")])
+        "INSERT INTO llm_conversations (conversation_id, agent_id, prompt, response, model,"
+        " tokens_used, cost, timestamp, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [("conv-1", "agent-a", "hi", "hello", "m1", 8, 0.0001234, "2024-01-02T03:04:05Z",
+          '{"temperature": 0}'),
+         ("conv-1", "nobody", "again", None, None, None, None, None, None)])
     conn.commit()
     conn.close()
     return path
@@ -151,55 +176,76 @@ def test_every_legacy_form_is_migrated_and_validated(
     hb = rows(migrated_dsn, "SELECT id, agent_id, timestamp, state, metrics, error_count"
                             " FROM agent_heartbeats ORDER BY id")
     assert hb == [
-        (1, "agent-a", T, "running", {"cpu_percent": 12.5}, 0),
-        (2, "agent-a", T, "running", {"cpu_percent": 100}, 1),
-        (3, "agent-a", T, "running", {}, 0),                 # NULL error_count -> 0
+        (1, "agent-a", T, "running", {"cpu_usage": 12.5}, 0),
+        (2, "agent-a", T, "running", {"cpu_usage": 100}, 1),
+        (3, "agent-a", T, "running", {}, None),              # NULL error_count kept
         (4, "agent-b", T, "degraded", "{not json", 2),       # invalid JSON kept as a string
-        (5, "agent-b", T, "running", {}, 0),                 # NULL JSON -> {}
+        (5, "agent-b", T, "running", None, 0),               # NULL JSON kept
         (6, "agent-b", datetime.fromtimestamp(EPOCH + 0.5, UTC), "running", [1, 2], 0),
         (7, "ghost", T, "running", {}, 0),
     ]  # row 8 (no timestamp) is rejected, kept in the issues table
     agents = {r[0]: r[1:] for r in rows(
-        migrated_dsn, "SELECT agent_id, id, name, type, state, config, metadata, created_at,"
-                      " last_heartbeat FROM agents")}
-    assert agents["agent-a"] == (1, "Agent A", "worker", "running", {"pool": 1},
-                                 {"region": "eu", "active": True},
-                                 datetime(2024, 1, 1, tzinfo=UTC), T)
-    assert agents["agent-b"][:6] == (2, "agent-b", "unknown", "initializing", "not json",
-                                     {"active": False})
+        migrated_dsn, "SELECT agent_id, id, name, type, state, config, metadata, started_at,"
+                      " created_at, updated_at FROM agents")}
+    # The seed's agents have no id (agent_id is their key): the SQLite rowid is the id; no
+    # name (readers show the agent_id), our type's default.
+    assert agents["agent-a"] == (1, None, "generic", "running", {"pool": 1}, {"region": "eu"},
+                                 T, datetime(2024, 1, 1, tzinfo=UTC), T)
+    assert agents["agent-b"] == (2, None, "generic", "idle", "not json", None, None, None,
+                                 None)
     assert agents["ghost"][2:4] == ("unknown", "unknown")
     assert agents["ghost"][5]["bgdb_placeholder"] is True
     assert agents["ghost"][0] > 2  # from the advanced sequence, not a migrated id
-    assert rows(migrated_dsn, "SELECT metric_name, value, timestamp FROM performance_metrics"
+    assert set(agents) == {"agent-a", "agent-b", "ghost"}  # no placeholder for events & co.
+    assert rows(migrated_dsn, "SELECT metric_name, value, unit, timestamp, metadata"
+                              " FROM performance_metrics ORDER BY id") == [
+        ("cpu_usage", Decimal("25.5"), "%", T, {"core": 0}),
+        ("queue_depth", Decimal("7"), None, datetime.fromtimestamp(EPOCH + 0.25, UTC), None),
+        ("cpu_usage", None, "%", T, None)]  # the NULL value is kept, not rejected
+    assert rows(migrated_dsn, "SELECT severity, agent_id, event_data FROM system_events"
                               " ORDER BY id") == [
-        ("cpu_usage", 25.5, T), ("queue_depth", 7.0, datetime.fromtimestamp(EPOCH + 0.25, UTC))]
-    assert rows(migrated_dsn, "SELECT severity, agent_id FROM system_events ORDER BY id") == [
-        ("ERROR", "agent-a"), ("INFO", None)]
-    assert rows(migrated_dsn, "SELECT key, value FROM system_state ORDER BY id") == [
-        ("leader", "agent-a"), ("mode", "fast")]
-    assert rows(migrated_dsn, "SELECT request_id, response FROM help_responses") == [
-        (1, {"ok": True})]
-    assert rows(migrated_dsn, "SELECT sender_id, recipient_id, content, status"
+        ("ERROR", "agent-a", {"task": 1}), (None, None, {"why": "oom"}), ("INFO", "nobody", None)]
+    assert rows(migrated_dsn, "SELECT key, value, updated_at, updated_by FROM system_state"
+                              " ORDER BY id") == [
+        ("leader", "agent-a", T, "agent-a"), ("mode", "fast", None, None)]
+    assert rows(migrated_dsn, "SELECT request_id, user_id, content, context, status, priority,"
+                              " priority_rank, created_at FROM help_requests") == [
+        ("req-1", "user-1", "please review", {"pr": 7}, "pending", "high", 3, T)]
+    assert rows(migrated_dsn, "SELECT request_id, response_id, content, confidence_score,"
+                              " sources, generated_at, agent_id FROM help_responses") == [
+        ("req-1", "resp-1", "looks good", Decimal("0.9"), ["doc-1"], T, "agent-b")]
+    assert rows(migrated_dsn, "SELECT from_agent, to_agent, content, status, timestamp"
                               " FROM agent_communications ORDER BY id") == [
-        ("agent-a", "agent-b", {"n": 1}, "pending"), ("agent-b", None, "hello", "pending")]
-    assert rows(migrated_dsn, "SELECT tokens_input, tokens_output, cost, duration"
-                              " FROM llm_conversations") == [(3, 5, Decimal("0.000123"), 0.8)]
+        ("agent-a", "agent-b", {"n": 1}, "sent", T), ("agent-b", "nobody", "hello", None, T)]
+    assert rows(migrated_dsn, "SELECT conversation_id, agent_id, model, tokens_used,"
+                              " tokens_input, tokens_output, cost, timestamp, metadata"
+                              " FROM llm_conversations ORDER BY id") == [
+        ("conv-1", "agent-a", "m1", 8, 0, 0, Decimal("0.0001234"), T, {"temperature": 0}),
+        ("conv-1", "nobody", None, None, 0, 0, None, None, None)]
 
     issues = rows(migrated_dsn, f"SELECT target_table, source_rowid, kind, column_name, detail"
                                 f" FROM {LEDGER}.issues ORDER BY target_table, source_rowid, kind")
-    assert ("agent_heartbeats", 8, "rejected", None, "timestamp is NULL") in issues
+    assert ("agent_heartbeats", 8, "rejected", None,
+            'timestamp: cannot convert "someday"') in issues
     assert ("agent_heartbeats", 7, "placeholder_agent", "agent_id", "ghost") in issues
     assert ("agent_heartbeats", 4, "invalid_json", "metrics",
             "invalid JSON kept as a JSON string") in issues
     assert ("help_responses", 2, "rejected", None,
-            "unknown help request 99 in request_id") in issues
+            "unknown help request 'req-99' in request_id") in issues
+    assert not [i for i in issues if i[0] == "performance_metrics"]  # NULL is no issue
     raw = rows(migrated_dsn, f"SELECT raw FROM {LEDGER}.issues WHERE kind = 'rejected'"
                              " AND target_table = 'agent_heartbeats'")[0][0]
-    assert json.loads(raw)["status"] == "running"  # the whole SQLite row is kept
+    assert json.loads(raw)["state"] == "running"  # the whole SQLite row is kept
 
     assert run_validate(migrated_dsn, legacy) == 0
     report = capsys.readouterr().out
     assert report.splitlines()[-1].startswith("PASS: 9 table(s) match")
+    # NULLs are counted per column, the same on both sides.
+    nulls = {line.split(":")[0].strip(): line.split("NULL values kept: ")[1]
+             for line in report.splitlines() if "NULL values kept" in line}
+    assert "value 1" in nulls["performance_metrics"].split(", ")
+    assert "metrics 1" in nulls["agent_heartbeats"].split(", ")
+    assert "error_count 1" in nulls["agent_heartbeats"].split(", ")
 
 
 def test_second_run_copies_nothing_and_sequences_are_past_migrated_ids(
@@ -223,7 +269,7 @@ def test_rows_added_to_sqlite_later_are_picked_up_by_a_rerun(
         migrated_dsn: str, legacy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_migrate(migrated_dsn, legacy, "--no-backup") == 0
     with sqlite3.connect(legacy) as conn:
-        conn.execute("INSERT INTO heartbeats (agent_id, timestamp, metrics) VALUES"
+        conn.execute("INSERT INTO agent_heartbeats (agent_id, timestamp, metrics) VALUES"
                      " ('agent-b', '2024-02-01 00:00:00', '{}')")
     assert run_validate(migrated_dsn, legacy) == 1
     assert "1 SQLite row(s) added after the migration" in capsys.readouterr().out
@@ -235,7 +281,9 @@ def test_dry_run_reports_and_writes_nothing(
         migrated_dsn: str, legacy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_migrate(migrated_dsn, legacy, "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "map agent_heartbeats <- heartbeats: id, agent_id, timestamp, state<-status," in out
+    # The seed's names map to themselves.
+    assert "map agent_heartbeats <- agent_heartbeats: id, agent_id, timestamp, state," \
+        " metrics, error_count" in out
     assert "placeholder agents to create (1): ghost" in out
     line = next(x for x in out.splitlines() if x.startswith("agent_heartbeats "))
     assert line.split()[2:6] == ["8", "0", "7", "1"]  # sqlite rows, before, would copy, rejected
@@ -328,6 +376,38 @@ def test_validate_without_a_migration_is_bad_input(
     assert "no migration of this source is recorded" in capsys.readouterr().err
 
 
+def test_null_metric_values_are_kept_and_counted(
+        migrated_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A file as the agents write it (sample.py: the seed's tables, one metric value in 50 NULL):
+    # every row arrives, the NULLs stay NULL, and both reports count them.
+    db = tmp_path / "shared_state.db"
+    made = sample.generate(db, heartbeats=5_000, agents=10)
+    nulls = sample.null_metric_values(made["performance_metrics"])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) - count(value) FROM performance_metrics"
+                            ).fetchone() == (nulls,)
+    assert nulls == 10
+    assert run_migrate(migrated_dsn, db, "--no-backup") == 0
+    assert rows(migrated_dsn, "SELECT count(*), count(value) FROM performance_metrics") == [
+        (made["performance_metrics"], made["performance_metrics"] - nulls)]
+    assert rows(migrated_dsn, f"SELECT count(*) FROM {LEDGER}.issues"
+                              " WHERE target_table = 'performance_metrics'") == [(0,)]
+    capsys.readouterr()
+    assert run_validate(migrated_dsn, db) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[-1].startswith("PASS: 5 table(s) match")
+    line = next(x for x in report if x.startswith("  performance_metrics: NULL values kept:"))
+    assert f"value {nulls}" in line.split(": ", 2)[2].split(", ")
+    # A NULL turned into something else on the PostgreSQL side fails the table, by name.
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE performance_metrics SET value = 0"
+                     " WHERE id = (SELECT min(id) FROM performance_metrics WHERE value IS NULL)")
+    assert run_validate(migrated_dsn, db) == 1
+    out = capsys.readouterr().out
+    assert f"value {nulls} in SQLite but {nulls - 1} in PostgreSQL" in out
+    assert out.splitlines()[-1].startswith("FAIL: 1 of 5 table(s) differ: performance_metrics")
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input: one clear line, exit 2, nothing written (no ledger, no rows, no backup).
 
@@ -353,7 +433,8 @@ def _corrupt(path: Path) -> None:
     ("not sqlite", "shared_state.db: not a SQLite 3 database"),
     ("corrupt", "shared_state.db: the database is corrupt ("),
     ("locked", "shared_state.db: the database is locked by another process"),
-    ("unexpected columns", "heartbeats -> agent_heartbeats: unexpected column(s) cpu_load, mood:"),
+    ("unexpected columns",
+     "agent_heartbeats -> agent_heartbeats: unexpected column(s) cpu_load, mood:"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(
         migrated_dsn: str, legacy: Path, case: str, message: str,
@@ -371,8 +452,8 @@ def test_bad_input_is_one_line_and_writes_nothing(
         next(lock)
     elif case == "unexpected columns":
         with sqlite3.connect(legacy) as conn:
-            conn.execute("ALTER TABLE heartbeats ADD COLUMN cpu_load REAL")
-            conn.execute("ALTER TABLE heartbeats ADD COLUMN mood TEXT")
+            conn.execute("ALTER TABLE agent_heartbeats ADD COLUMN cpu_load REAL")
+            conn.execute("ALTER TABLE agent_heartbeats ADD COLUMN mood TEXT")
     try:
         code = run_migrate(migrated_dsn, source, "--busy-timeout", "0.2")
     finally:
@@ -391,11 +472,11 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def test_unexpected_columns_can_be_kept(
         migrated_dsn: str, legacy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with sqlite3.connect(legacy) as conn:
-        conn.execute("ALTER TABLE heartbeats ADD COLUMN cpu_load REAL")
-        conn.execute("UPDATE heartbeats SET cpu_load = 0.5 WHERE id = 1")
+        conn.execute("ALTER TABLE agent_heartbeats ADD COLUMN cpu_load REAL")
+        conn.execute("UPDATE agent_heartbeats SET cpu_load = 0.5 WHERE id = 1")
     assert run_migrate(migrated_dsn, legacy, "--unmapped", "keep", "--no-backup") == 0
     assert rows(migrated_dsn, "SELECT metrics FROM agent_heartbeats WHERE id = 1") == [
-        ({"cpu_percent": 12.5, "cpu_load": 0.5},)]
+        ({"cpu_usage": 12.5, "cpu_load": 0.5},)]
     assert run_validate(migrated_dsn, legacy) == 0
 
 
@@ -446,7 +527,8 @@ def test_setup_checks_the_target_and_writes_the_env_file(
     env_file.write_text("OTHER_SETTING=kept\n")
     assert setup.main(_setup_args(migrated_dsn, env_file)) == 0
     out = capsys.readouterr().out
-    assert "ok    schema     3 migration(s) applied, none pending" in out
+    applied = len(discover(DEFAULT_DIR))
+    assert f"ok    schema     {applied} migration(s) applied, none pending" in out
     assert "ok    can write  inserted and read back" in out
     assert env_file.stat().st_mode & 0o777 == 0o600
     text = env_file.read_text()

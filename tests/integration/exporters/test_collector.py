@@ -64,24 +64,35 @@ def seed_agents(dsn: str) -> None:
             UNION ALL
             SELECT 'task_failed', 'ERROR', 'a_ok', now() - interval '10 minutes'""")
         conn.execute("""
-            INSERT INTO help_requests (requesting_agent_id, request_type, status, created_at)
-            VALUES ('a_ok', 'review', 'pending', now() - interval '100 seconds'),
-                   ('a_ok', 'review', 'pending', now() - interval '50 seconds'),
-                   ('a_ok', 'review', 'resolved', now() - interval '1000 seconds')""")
+            INSERT INTO help_requests (request_id, user_id, content, status, created_at)
+            VALUES ('r1', 'a_ok', 'review', 'pending', now() - interval '100 seconds'),
+                   ('r2', 'a_ok', 'review', 'pending', now() - interval '50 seconds'),
+                   ('r3', 'a_ok', 'review', 'resolved', now() - interval '1000 seconds')""")
+        # Unprocessed: the seed's 'sent' (its default) and 'pending' (rows from before 0004).
         conn.execute("""
-            INSERT INTO agent_communications (sender_id, recipient_id, message_type, status,
-                                              created_at)
+            INSERT INTO agent_communications (from_agent, to_agent, message_type, status,
+                                              timestamp)
             VALUES ('a_ok', 'a_late', 'ping', 'pending', now() - interval '30 seconds'),
-                   ('a_ok', 'a_late', 'ping', 'pending', now() - interval '20 seconds'),
-                   ('a_ok', 'a_new', 'ping', 'pending', now()),
+                   ('a_ok', 'a_late', 'ping', 'sent', now() - interval '20 seconds'),
                    ('a_ok', 'a_new', 'ping', 'processed', now() - interval '1 hour')""")
         conn.execute("""
-            INSERT INTO llm_conversations (agent_id, model, tokens_input, tokens_output, cost,
-                                           timestamp)
-            VALUES ('a_ok', 'm1', 100, 50, 0.01, now() - interval '1 minute'),
-                   ('a_ok', 'm1', 200, 25, 0.02, now() - interval '2 minutes'),
-                   ('a_ok', 'm1', 999, 999, 9.99, now() - interval '10 minutes'),
-                   ('a_ok', 'm2', 7, 3, 0.5, now())""")
+            INSERT INTO agent_communications (from_agent, to_agent, message_type)
+            VALUES ('a_ok', 'a_new', 'ping')""")
+        # Ours with the input/output split, and the seed's (tokens_used only, model and cost
+        # NULL).
+        conn.execute("""
+            INSERT INTO llm_conversations (conversation_id, agent_id, prompt, model, tokens_input,
+                                           tokens_output, cost, timestamp)
+            VALUES ('c1', 'a_ok', 'p', 'm1', 100, 50, 0.01, now() - interval '1 minute'),
+                   ('c1', 'a_ok', 'p', 'm1', 200, 25, 0.02, now() - interval '2 minutes'),
+                   ('c2', 'a_ok', 'p', 'm1', 999, 999, 9.99, now() - interval '10 minutes')""")
+        conn.execute("""
+            INSERT INTO llm_conversations (conversation_id, agent_id, prompt, model, tokens_used,
+                                           tokens_input, tokens_output, cost)
+            VALUES ('c3', 'a_ok', 'p', 'm2', 10, 7, 3, 0.5)""")
+        conn.execute("""
+            INSERT INTO llm_conversations (conversation_id, agent_id, prompt, tokens_used)
+            VALUES ('c4', 'a_ok', 'p', 40)""")
 
 
 def test_agent_health_metrics(agents_dsn: str, make_collector: CollectorFactory) -> None:
@@ -131,6 +142,11 @@ def test_agent_health_metrics(agents_dsn: str, make_collector: CollectorFactory)
     assert s.get("bgdb_llm_output_tokens_5m", {"model": "m1"}) == 75
     assert s.get("bgdb_llm_cost_5m", {"model": "m1"}) == pytest.approx(0.03)
     assert s.get("bgdb_llm_input_tokens_5m", {"model": "m2"}) == 7
+    assert s.get("bgdb_llm_tokens_5m", {"model": "m1"}) == 375  # input + output: no tokens_used
+    assert s.get("bgdb_llm_tokens_5m", {"model": "m2"}) == 10
+    assert s.get("bgdb_llm_calls_5m", {"model": "unknown"}) == 1  # the seed's row: no model
+    assert s.get("bgdb_llm_tokens_5m", {"model": "unknown"}) == 40
+    assert s.get("bgdb_llm_cost_5m", {"model": "unknown"}) == 0
     # Nothing failed.
     errors = {lab["query"]: s.get("bgdb_exporter_query_errors_total", lab)
               for lab in s.labels("bgdb_exporter_query_errors_total")}

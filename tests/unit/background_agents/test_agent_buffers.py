@@ -4,11 +4,12 @@ argument adaptation, and statements refused before they are sent."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from psycopg.types.json import Jsonb
 
-from background_agents.agent_api import AgentClient
+from background_agents.agent_api import AgentClient, CpuMeter
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import (
     NotConnectedError,
@@ -67,3 +68,31 @@ def test_statements_are_checked_before_any_connection() -> None:
     asyncio.run(db.close())
     with pytest.raises(NotConnectedError, match="closed"):  # no lazy reopen after close()
         asyncio.run(db.execute_query("SELECT 1"))
+
+
+def test_a_metric_without_a_value_is_buffered_as_null() -> None:
+    c = client()
+    c.record_metric("cpu_usage", None, "percent", {"reason": "sensor down"})
+    c.record_metric("queue_depth", 3)
+    assert [(s.value, dict(s.metadata)) for s in c._buffer] == [
+        (None, {"reason": "sensor down"}), (3.0, {})]
+
+
+def test_help_priority_is_one_of_the_seeds_before_any_connection() -> None:
+    c = client()
+    asyncio.run(c.db.close())  # closed: no lazy connect, any statement sent fails at once
+    with pytest.raises(ValueError, match=r"priority = 9: expected one of low, medium, high"):
+        asyncio.run(c.request_help("stuck", priority=9))  # type: ignore[arg-type]
+    with pytest.raises(NotConnectedError):  # a valid one goes on to the database
+        asyncio.run(c.request_help("stuck", priority="high"))
+
+
+def test_cpu_meter_measures_this_process() -> None:
+    meter = CpuMeter()
+    end = time.process_time() + 0.05
+    while time.process_time() < end:  # busy: about one CPU
+        pass
+    busy = meter.percent()
+    time.sleep(0.05)  # idle
+    idle = meter.percent()
+    assert busy > 5 and idle < busy / 2  # loose: the machine is shared

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from background_agents.base_agent import BaseAgent, cpu_percent
+from background_agents.base_agent import BaseAgent
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import (
     DatabaseUnavailable,
@@ -33,14 +33,6 @@ def test_first_query_connects_and_names_where_it_could_not() -> None:
     assert f"cannot connect to PostgreSQL at 127.0.0.1:{port}" in message
     assert "database background_agents, user bg_agents_user" in message
     assert "refused" in message  # libpq's own reason
-
-
-def test_cpu_percent() -> None:
-    assert cpu_percent(0.5, 2.0) == 25.0
-    assert cpu_percent(0.0, 1.0) == 0.0
-    assert cpu_percent(1.0, 0.0) == 0.0  # empty interval
-    assert cpu_percent(-0.1, 1.0) == 0.0  # clock oddities never go negative
-    assert cpu_percent(1 / 3, 1.0) == 33.3
 
 
 class SeedShaped(BaseAgent):

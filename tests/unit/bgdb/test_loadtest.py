@@ -36,3 +36,11 @@ def test_a_missing_password_is_an_error_not_a_new_one(
 
 def test_the_benchmark_loads_from_its_file() -> None:
     assert callable(loadtest._bench().main)
+
+
+def test_direct_and_pgbouncer_targets_of_one_database_are_cleaned_once() -> None:
+    bench = loadtest._bench()
+    direct = bench.Target("direct", "host=db1 hostaddr=10.0.1.10 port=5432 dbname=a")
+    pooled = bench.Target("pgbouncer", "host=db1 hostaddr=10.0.1.10 port=6432 dbname=a")
+    other = bench.Target("other", "host=db1 hostaddr=10.0.1.10 port=6432 dbname=b")
+    assert bench.databases([direct, pooled, other]) == [direct, other]

@@ -121,6 +121,25 @@ def test_compare_changed_file_is_drift_naming_the_file(tmp_path: Path) -> None:
     assert err.value.exit_code == 2
 
 
+def test_a_corrected_file_accepts_only_the_checksums_it_declares(tmp_path: Path) -> None:
+    old = hashlib.sha256(b"SELECT 2;").hexdigest()
+    d = write(tmp_path / "m", {"0001_one.sql": "SELECT 1;",
+                               "0002_two.sql": f"-- accepts-checksum: {old}\nSELECT 2 AS two;"})
+    ms = migrate.discover(d)
+    assert ms[1].accepted == {ms[1].checksum, old}
+    # A database that applied the old text is in step; any other checksum is still drift.
+    assert migrate.compare(ms, [Applied(1, "one", ms[0].checksum),
+                                Applied(2, "two", old)]).drift == []
+    assert [m.filename for m in migrate.compare(
+        ms, [Applied(2, "two", "0" * 64)]).changed] == ["0002_two.sql"]
+
+
+def test_shipped_0002_accepts_its_first_release() -> None:
+    (m,) = [m for m in migrate.discover(migrate.DEFAULT_DIR) if m.version == 2]
+    first_release = "cea17ceaf86c22e3284be39054d050df30c8a80bc0647012248c08aa123b7c47"
+    assert m.accepted == {m.checksum, first_release}
+
+
 def test_compare_applied_file_missing_is_drift(tmp_path: Path) -> None:
     ms = migrations(tmp_path)
     applied = [Applied(m.version, m.name, m.checksum) for m in ms] + [Applied(4, "four", "x")]

@@ -174,15 +174,16 @@ def test_row_conversion_for_copy_and_for_checks() -> None:
     assert out.reject is None and not out.issues
     values = dict(zip(write.out_columns, out.values, strict=True))
     assert values == {"id": 7, "agent_id": "agent-1", "timestamp": T, "state": "running",
-                      # the original JSON text is written as is; NULL error_count -> 0
-                      "metrics": '{"cpu": 1e2}', "error_count": 0}
+                      # the original JSON text is written as is; a NULL error_count stays
+                      # NULL (the seed's column allows it)
+                      "metrics": '{"cpu": 1e2}', "error_count": None}
     checked = check.convert(row)
     assert dict(zip(check.out_columns, checked.values, strict=True))["metrics"] == {"cpu": 100}
     # The same values read back from PostgreSQL (other zone, jsonb normalised) digest equally.
     from_pg = [7, "agent-1", T.astimezone(timezone(timedelta(hours=5))), "running",
-               canonical_json_loads('{"cpu": 100}'), 0]
+               canonical_json_loads('{"cpu": 100}'), None]
     assert check.digest(checked.values) == check.digest(from_pg)
-    from_pg[5] = 1
+    from_pg[5] = 0  # a NULL turned into the default is a difference
     assert check.digest(checked.values) != check.digest(from_pg)
 
 
@@ -208,11 +209,12 @@ def test_missing_required_value_rejects_the_row_with_its_data() -> None:
 
 def test_unconvertible_optional_value_becomes_null_and_is_reported() -> None:
     plan = _plan(("id", "agent_id", "name", "type", "started_at"), target="agents")
-    out = RowConverter(plan).convert((1, 1, "a1", None, None, "not a time"))
+    given = {"id": 1, "agent_id": "a1", "name": None, "type": None, "started_at": "not a time"}
+    out = RowConverter(plan).convert((1, *(given[c] for c in plan.source_columns)))
     values = dict(zip(plan.copy_columns, out.values, strict=True))
     assert values["started_at"] is None
-    assert values["name"] == "a1"  # if_null $column:agent_id
-    assert values["type"] == "unknown"
+    assert values["name"] is None  # NULL kept: readers show the agent_id
+    assert values["type"] == "generic"  # our NOT NULL column: its default's value
     assert [i.kind for i in out.issues or []] == ["bad_value"]
 
 
@@ -243,3 +245,18 @@ def test_rowid_is_the_id_when_there_is_no_id_column() -> None:
     assert plan.column("id") is not None and plan.column("id").source == mapping.ROWID  # type: ignore[union-attr]
     out = RowConverter(plan).convert((42, "a", "2024-01-02"))
     assert out.values[plan.copy_columns.index("id")] == 42
+
+
+def test_null_metric_value_is_kept_as_null_and_values_are_exact_decimals() -> None:
+    plan = _plan(("id", "agent_id", "metric_name", "value", "unit", "timestamp", "metadata"),
+                 target="performance_metrics")
+    conv = RowConverter(plan)
+    values = [dict(zip(plan.copy_columns, conv.convert(row).values, strict=True))["value"]
+              for row in [(1, 1, "a", "cpu_usage", None, "%", "2024-01-02", None),
+                          (2, 2, "a", "cpu_usage", 0.1, "%", "2024-01-02", None),
+                          (3, 3, "a", "cpu_usage", 7, "%", "2024-01-02", None),
+                          (4, 4, "a", "cpu_usage", "2.50", "%", "2024-01-02", None)]]
+    assert values == [None, Decimal("0.1"), Decimal("7"), Decimal("2.50")]
+    nan = conv.convert((5, 5, "a", "cpu_usage", float("nan"), "%", "2024-01-02", None))
+    assert nan.reject is None  # kept, value NULL, and said so
+    assert [i.kind for i in nan.issues or []] == ["bad_value"]

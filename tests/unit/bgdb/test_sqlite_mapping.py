@@ -152,3 +152,54 @@ def test_plan_summary_reads_like_the_mapping() -> None:
     plan = resolve(SourceTable("heartbeats", ("id", "agent_id", "ts"))).plans[0]
     assert mapping.plan_summary(plan) == \
         "agent_heartbeats <- heartbeats: id, agent_id, timestamp<-ts"
+
+
+# The seed's tables (../shared/seed.txt), column by column.
+SEED_TABLES = {
+    "agents": ("agent_id", "state", "started_at", "stopped_at", "config", "metadata",
+               "created_at", "updated_at"),
+    "agent_heartbeats": ("id", "agent_id", "timestamp", "state", "error_count", "metrics",
+                         "created_at"),
+    "performance_metrics": ("id", "agent_id", "metric_name", "value", "unit", "timestamp",
+                            "metadata"),
+    "system_state": ("id", "key", "value", "updated_at", "updated_by"),
+    "system_events": ("id", "event_type", "event_data", "agent_id", "timestamp", "severity"),
+    "help_requests": ("id", "request_id", "user_id", "content", "context", "status", "priority",
+                      "created_at", "updated_at"),
+    "help_responses": ("id", "request_id", "response_id", "content", "confidence_score",
+                       "sources", "generated_at", "agent_id"),
+    "agent_communications": ("id", "from_agent", "to_agent", "message_type", "content",
+                             "timestamp", "status"),
+    "llm_conversations": ("id", "conversation_id", "agent_id", "prompt", "response", "model",
+                          "tokens_used", "cost", "timestamp", "metadata"),
+}
+# Where the PostgreSQL column refuses a NULL (ours NOT NULL, or the partition key): the only
+# columns whose NULL becomes something else (or rejects the row).
+NOT_NULL_IN_POSTGRES = {
+    ("agents", "state"), ("performance_metrics", "metric_name"),
+    ("performance_metrics", "timestamp"), ("agent_heartbeats", "timestamp"),
+    ("system_events", "timestamp"), ("system_events", "event_type"), ("system_state", "key"),
+    ("help_requests", "request_id"), ("help_requests", "user_id"),
+    ("help_requests", "content"), ("help_responses", "request_id"),
+    ("help_responses", "response_id"), ("help_responses", "content"),
+    ("agent_communications", "message_type"), ("llm_conversations", "conversation_id"),
+}
+
+
+def test_seed_tables_map_by_identity_and_keep_nulls() -> None:
+    res = resolve(*(SourceTable(t, cols) for t, cols in SEED_TABLES.items()))
+    assert not res.errors and not res.notes
+    plans = {p.target: p for p in res.plans}
+    assert set(plans) == set(SEED_TABLES)
+    for table, cols in SEED_TABLES.items():
+        plan = plans[table]
+        assert plan.source == table and plan.extra_columns == () and plan.ignored == ()
+        by_target = {c.target: c for c in plan.columns if c.key is None}
+        for col in cols:
+            assert by_target[col].source == col, (table, col)  # every seed column: itself
+            if (table, col) not in NOT_NULL_IN_POSTGRES and col != "id":
+                assert by_target[col].if_null is None, (table, col)  # NULL stays NULL
+        # Nothing else is written from the file (our columns keep PostgreSQL's defaults).
+        assert {c.source for c in plan.columns if c.key is None} <= {*cols, None, ROWID}
+    assert plans["agents"].column("id").source == ROWID  # type: ignore[union-attr]
+    assert plans["performance_metrics"].column("value").type == "numeric"  # type: ignore[union-attr]
