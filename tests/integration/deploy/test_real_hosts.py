@@ -28,7 +28,7 @@ from background_agents.agent_api import AgentClient
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from deploy import secrets
-from deploy.runner import DeployResult, failed_steps, run_deploy
+from deploy.runner import DeployResult, run_deploy
 from sandbox import hosts as sandbox_hosts
 from tests.sandbox_fixtures import KEEP, _claim_lab, admin_dsn
 
@@ -39,10 +39,6 @@ DEFAULT_MAJOR = {"11": 13, "13": 17}
 # The only readiness items a fresh deploy may fail: they need evidence host state cannot give.
 EVIDENCE_ITEMS = {"test_load_tested": "no load test evidence",
                   "test_restore_tested": "no restore of this primary's backups"}
-# Known, and only this: the schema's migration 0002 uses `LIKE ... INCLUDING COMPRESSION`
-# (PostgreSQL 14+), so the agents' schema cannot be applied on Debian 11's PostgreSQL 13 until
-# that migration is version-aware (the schema owners' change). Everything before it deploys.
-MIGRATION_PG14 = 'syntax error at or near "COMPRESSION"'
 
 
 @dataclass
@@ -142,11 +138,6 @@ def bgdb_check(real: RealHost, tmp_path: Path) -> tuple[int, dict[str, str], int
 def test_deploy_then_check_green(real_hosts: dict[str, RealHost], release: str,
                                  tmp_path: Path) -> None:
     """Everything green but the two evidence items, which fail for want of evidence only."""
-    first = real_hosts[release].first
-    if release == "11" and first.returncode != 0 and MIGRATION_PG14 in first.output:
-        assert "Apply the agents' schema" in failed_steps(first.output), first.report()
-        pytest.xfail("migration 0002 needs PostgreSQL 14+ (INCLUDING COMPRESSION): "
-                     "everything before the schema deployed on Debian 11")
     real = deployed(real_hosts, release)
     version = real.ssh("sudo -n runuser -u postgres -- psql -XAtc 'SHOW server_version_num'")
     assert version.stdout.strip()[:2] == str(DEFAULT_MAJOR[release]), \
