@@ -157,6 +157,6 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', '
 
 
 def test_monitor_role_reads_no_payload(db: Target) -> None:
-    """The monitor role (exporter) reads aggregates and statistics, no payload column"""
+    """The monitor role (exporter) can read no payload column of the agents' tables"""
     readable = db.value(PAYLOAD_COLUMNS)
     assert not readable, f"bg_agents_monitor can read payload columns: {readable}"

@@ -1,6 +1,7 @@
 """The bgdb Prometheus exporter (exporters/) as a hardened systemd service on the database host.
 
-It runs with the distribution's python3, python3-psycopg and python3-prometheus-client (no pip)
+It runs with the distribution's python3, psycopg 3 (deploy/pylibs.py) and
+python3-prometheus-client (no pip on the host)
 as the system user bgdb-exporter, and logs in as bg_agents_monitor over the local socket (pg_hba:
 scram-sha-256), to PostgreSQL and to PgBouncer's admin console. The password is in a libpq
 passfile owned by that user alone (libpq ignores a passfile that others can read); the JSON
@@ -18,11 +19,9 @@ import bcrypt
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
-from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, jobs, secrets
-from deploy.postgres import SOCKET_GROUP
+from deploy import jobs, postgres, secrets
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -45,7 +44,8 @@ TLS_KEY = f"{CONF_DIR}/tls.key"
 REMOTE = jobs.REMOTE  # /usr/local/lib/bgdb: bgdb/ and sql/ of the other deploys live there too
 SOCKET_DIR = "/var/run/postgresql"
 SCRAPE_SECRET = "bgdb-exporter-scrape"  # basic auth password for Prometheus, when enabled
-PACKAGES = ["python3-prometheus-client", "python3-psycopg", "python3-bcrypt"]
+# psycopg 3: deploy/pylibs.py, with PostgreSQL; bcrypt checks the scrape password.
+PACKAGES = ["python3-prometheus-client", "python3-bcrypt"]
 _PYTHON_JUNK = ["*.pyc", "*.pyo"]
 _PYTHON_JUNK_DIRS = ["__pycache__", "*/__pycache__"]
 
@@ -133,16 +133,6 @@ def scrape_password(ex: ExporterSettings) -> str | None:
     return secrets.password(SCRAPE_SECRET) if ex.basic_auth_user else None
 
 
-def _host_cert(pg: PostgresSettings, address: str) -> certs.ServerCert:
-    """The certificate PostgreSQL got from deploy/postgres.py (same names, same CA)."""
-    if pg.ssl_files:
-        return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
-                                pg.ssl_files.ca.read_text())
-    hostname = host.get_fact(Hostname) or host.name
-    return certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
-
-
 @deploy("Install the bgdb exporter")
 def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings,
                      backup_status_file: str | None = None) -> None:
@@ -158,7 +148,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
     account = server.user(name=f"Create the system user {USER}", user=USER, system=True,
                           shell="/usr/sbin/nologin", home="/nonexistent", ensure_home=False,
                           create_home=False, comment="bgdb Prometheus exporter",
-                          groups=[SOCKET_GROUP], append=True)
+                          groups=[postgres.SOCKET_GROUP], append=True)
 
     # Only our two subdirectories: bgdb/, sql/migrations, sql/maintenance beside them belong to
     # the other deploys, and a sync of the parent with delete=True would remove them.
@@ -178,7 +168,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                        group=USER, mode="0600")
     tls_ops = []
     if ex.tls:
-        cert = _host_cert(pg, address)
+        cert = postgres.server_certificate(pg, address)  # the one PostgreSQL serves
         tls_ops = [
             files.put(name="Upload the exporter's TLS certificate",
                       src=StringIO(cert.cert_pem + cert.ca_pem), dest=TLS_CERT, user="root",
