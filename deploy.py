@@ -4,10 +4,12 @@ built from validated settings before any operation runs on any host."""
 from __future__ import annotations
 
 from pyinfra import host, inventory
+from pyinfra.api.exceptions import DeployError
 
 from deploy import (
     backup,
     exporter,
+    hostfacts,
     maintenance,
     monitoring,
     pgbadger,
@@ -21,12 +23,12 @@ from deploy import (
 from deploy.monitoring_config import monitoring_settings
 from deploy.settings import (
     Data,
+    SettingsError,
     app_settings,
     backup_settings,
     exporter_settings,
     maintenance_settings,
     pgbouncer_settings,
-    postgres_settings,
     replica_settings,
     upgrade_settings,
 )
@@ -34,8 +36,16 @@ from deploy.settings import (
 data = Data(host.data.dict())
 app = app_settings(data)
 
+if {"postgres_primary", "postgres_replicas"} & set(host.groups):
+    # The PostgreSQL major follows the host's distribution unless set; a set one that this
+    # host cannot install stops here, before any operation.
+    try:
+        pg = rpg = hostfacts.host_postgres(host)
+        hostfacts.check_installable(pg, host)
+    except SettingsError as exc:
+        raise DeployError(str(exc)) from None  # pyinfra prints it as one line
+
 if "postgres_primary" in host.groups:
-    pg = postgres_settings(data)
     replica_hosts = inventory.get_group("postgres_replicas", [])
     replicas = [str(h.data.get("service_address")) for h in replica_hosts]
     postgres.install_postgres(pg, app, replicas)
@@ -58,7 +68,6 @@ if "postgres_primary" in host.groups:
 # operation shared with the primary, after which everything else (the copy) runs.
 if "postgres_replicas" in host.groups:
     primary_host = inventory.get_group("postgres_primary")[0]
-    rpg = postgres_settings(data)
     rs = replica_settings(data)
     topo = replica.topology(primary_host, inventory.get_group("postgres_replicas"))
     replica.prepare_replica(rpg, app, rs, topo, primary_host)
@@ -81,6 +90,6 @@ if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
 if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
     monitoring.install_node_exporter(monitoring_settings(data))
 if {"postgres_primary", "postgres_replicas"} & set(host.groups):
-    pgbadger.install_pgbadger(pgbadger.pgbadger_settings(data), postgres_settings(data))
+    pgbadger.install_pgbadger(pgbadger.pgbadger_settings(data), pg)
 if "monitoring" in host.groups:
     monitoring.install_monitoring(monitoring_settings(data), inventory)

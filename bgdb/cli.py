@@ -15,9 +15,18 @@ from rich.console import RenderableType
 
 from bgdb import connect, maintenance, status, tables, targets, troubleshoot
 from bgdb.targets import OperatorError
-from deploy.hostdata import load_inventory
+from deploy import secrets
+from deploy.hostdata import InventoryHost, is_sandbox, load_inventory
 from deploy.secrets import SecretError
-from deploy.settings import Data, SettingsError, app_settings
+from deploy.settings import (
+    Data,
+    SettingsError,
+    app_settings,
+    exporter_settings,
+    pgbouncer_port,
+    postgres_settings,
+    readiness_settings,
+)
 from deploy.validate import validate_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,8 +44,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return subprocess.call(
         [str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", "checks",
          f"--junitxml={reports / 'readiness.xml'}",
-         f"--readiness-report={reports / 'readiness.md'}", *args.pytest_args],
+         f"--readiness-report={reports / 'readiness.md'}", *check_pytest_args(args)],
         cwd=REPO)
+
+
+def check_pytest_args(args: argparse.Namespace) -> list[str]:
+    """`-k EXPR`, then the positional arguments, then everything after `--`, for pytest."""
+    return [*(["-k", args.keyword] if args.keyword else []), *args.pytest_args,
+            *args.passthrough]
 
 
 def cmd_where(args: argparse.Namespace) -> int:
@@ -45,21 +60,59 @@ def cmd_where(args: argparse.Namespace) -> int:
     if primary is None:
         print("no host in group postgres_primary")
         return 1
-    app = app_settings(Data(primary.data))
-    ca = REPO / ".secrets" / "ca" / "ca.crt"
-    pwfile = REPO / ".secrets" / "passwords" / app.user
-    print(f"""
-PostgreSQL primary: {primary.name} ({primary.address}:{app.port}), database {app.database}
-  connect:  .venv/bin/bgdb connect   (pgcli over TLS; --role readonly|monitor, --via pgbouncer)
-  other clients: "host={primary.address} port={app.port} dbname={app.database} user={app.user} \\
-                  sslmode=verify-full sslrootcert={ca}", password in {pwfile}
-  operate:  .venv/bin/bgdb status | troubleshoot | maintenance run daily
-  secrets:  {REPO / '.secrets'} (0700; generated passwords, the CA and host certificates)
-  readiness report: {REPO / 'reports' / 'readiness.md'} (JUnit: reports/readiness.xml)
-  sandbox:  `.venv/bin/python -m sandbox status` / `make down` removes every host
-""")
-    print(monitoring_where(hosts))
+    print(where_text(hosts, primary))
     return 0
+
+
+def where_text(hosts: list[InventoryHost], primary: InventoryHost) -> str:
+    """Every address and file an operator needs, from the inventory and the settings."""
+    data = Data(primary.data)
+    app = app_settings(data)
+    ca = secrets.secrets_dir() / "ca" / "ca.crt"
+    pwfile = secrets.secrets_dir() / "passwords" / app.user
+    bouncer = pgbouncer_port(data)
+    lines = [
+        f"PostgreSQL primary: {primary.name} ({primary.address}:{app.port}), "
+        f"database {app.database}",
+        f'  pgcli:    PGPASSWORD="$(cat {pwfile})" pgcli "host={primary.address} port={app.port} '
+        f'dbname={app.database} user={app.user} sslmode=verify-full sslrootcert={ca}"',
+        "            or .venv/bin/bgdb connect (the same; --role readonly|monitor, "
+        "--via pgbouncer)",
+        f'  agents:   "host={primary.address} port={bouncer} dbname={app.database} '
+        f'user={app.user} sslmode=verify-full sslrootcert={ca}" (PgBouncer; '
+        f"PostgreSQL itself: port {app.port}), password in {pwfile}",
+        "  operate:  .venv/bin/bgdb status | troubleshoot | maintenance run daily",
+        "Database hosts (PostgreSQL, PgBouncer, exporter metrics):",
+    ]
+    for h in hosts:
+        if not {"postgres_primary", "postgres_replicas"} & set(h.groups):
+            continue
+        hd = Data(h.data)
+        role = "primary" if "postgres_primary" in h.groups else "replica"
+        ex = exporter_settings(hd, postgres_settings(hd))
+        port = app_settings(hd).port
+        metrics = (f"{'https' if ex.tls else 'http'}://{ex.listen_address or h.address}:"
+                   f"{ex.port}/metrics" if ex.enabled else "exporter disabled")
+        auth = f" (basic auth user {ex.basic_auth_user})" if ex.enabled and \
+            ex.basic_auth_user else ""
+        lines.append(f"  {h.name:16} {role:8} {h.address}:{port} pgbouncer :{pgbouncer_port(hd)}"
+                     f"  {metrics}{auth}")
+    rules = sorted(str(p) for p in (REPO / "alerts").glob("*.rules.yml"))
+    evidence = readiness_settings(data).load_evidence
+    lines += [
+        f"Alert rules (Prometheus rule_files): {', '.join(rules) or 'none'}",
+        f"  tested with promtool: {REPO / 'alerts' / 'tests'}",
+        f"Readiness report: {REPO / 'reports' / 'readiness.md'} "
+        f"(JUnit: {REPO / 'reports' / 'readiness.xml'}); `bgdb check [-k EXPR] [-- PYTEST ARGS]`",
+        f"Load test evidence: {REPO / evidence if not evidence.startswith('/') else evidence}",
+        f"Secrets: {secrets.secrets_dir()} (0700; generated passwords, the CA and host "
+        "certificates)",
+    ]
+    lines.append(monitoring_where(hosts))
+    if is_sandbox():
+        lines.append("Sandbox: `.venv/bin/python -m sandbox status` / `make down` removes "
+                     "every host")
+    return "\n".join(lines)
 
 
 def monitoring_where(hosts: list[Any]) -> str:
@@ -81,7 +134,7 @@ def monitoring_where(hosts: list[Any]) -> str:
         lines.append(f"Log reports (pgBadger): .venv/bin/bgdb report [HOST] -> "
                      f"{REPO / 'reports' / 'pgbadger'}/<host>/index.html; on the hosts "
                      f"{OUT_DIR} ({', '.join(h.name for h in dbs)})")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -224,18 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("deploy", help="validate settings, then run the pyinfra deploy").set_defaults(
         func=cmd_deploy)
-    p = sub.add_parser("check", help="production-readiness checks against the inventory")
-    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k ssl)")
+    p = sub.add_parser("check", help="production-readiness checks against the inventory "
+                       "(`-- ARGS` passes ARGS to pytest)")
+    p.add_argument("-k", dest="keyword", metavar="EXPR",
+                   help="only the checks matching EXPR (pytest -k), e.g. -k pgbouncer")
+    p.add_argument("pytest_args", nargs="*", help="pytest arguments (e.g. a checks file)")
     p.set_defaults(func=cmd_check)
     sub.add_parser("where", help="how to connect and where to look").set_defaults(func=cmd_where)
     _operator_commands(sub)
     # `bgdb connect ... -- OPTIONS`: what follows -- goes to pgcli untouched.
+    # `bgdb check ... -- PYTEST ARGS`: likewise, to pytest.
     passthrough: list[str] = []
-    if argv[:1] == ["connect"] and "--" in argv:
+    if argv[:1] in (["connect"], ["check"]) and "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
-    args.pgcli_args = passthrough
+    args.pgcli_args = args.passthrough = passthrough
     try:
         return int(args.func(args))
     except SettingsError as exc:

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def log(message: str) -> None:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 def run(cmd: Sequence[str], *, capture: bool = False, echo: bool = True,
@@ -141,7 +141,7 @@ def job_verify(args: argparse.Namespace) -> tuple[Figures, str]:
 def job_dump(args: argparse.Namespace) -> tuple[Figures, str]:
     directory = Path(args.dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     final = directory / f"{args.database}-{stamp}.dump"
     partial = final.with_name(final.name + ".partial")
     must(["pg_dump", "-p", str(args.port), "--format=custom", "--file", str(partial),
@@ -265,7 +265,7 @@ def record(status_dir: Path, name: str, *, ok: bool, exit_code: int, started: fl
             "finished_at": iso(finished), "duration_seconds": round(finished - started, 3),
             "message": message[:2000],
             "last_success_timestamp": last_ok,
-            "last_success_at": iso(last_ok) if isinstance(last_ok, int | float) else None,
+            "last_success_at": iso(last_ok) if isinstance(last_ok, (int, float)) else None,
         }
         write_json(status_dir / f"{name}.json", status)
         summary = read_json(status_dir / BACKUP_STATUS)

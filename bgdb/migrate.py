@@ -263,7 +263,38 @@ def roles_fingerprint(roles_file: Path, *, app_user: str, app_connection_limit: 
                       connect_roles: Sequence[str]) -> str:
     """What roles.sql was last applied with: its content and the parameters it was given."""
     params = f"|{app_user}|{app_connection_limit}|{','.join(sorted(connect_roles))}"
-    return checksum(roles_file.read_bytes() + params.encode())
+    views = monitor_views_file(roles_file)
+    extra = views.read_bytes() if views.exists() else b""
+    return checksum(roles_file.read_bytes() + extra + params.encode())
+
+
+def monitor_views_file(roles_file: Path) -> Path:
+    """sql/monitor_views.sql, beside roles.sql: the monitor role's payload-free views."""
+    return roles_file.parent / "monitor_views.sql"
+
+
+# A view blocks a change of the columns it shows: migrations run without them (monitor_views.sql
+# makes them again after the pass).
+DROP_MONITOR_VIEWS = """DO $drop$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c
+             WHERE c.relnamespace = to_regnamespace('bg_agents_monitor') AND c.relkind = 'v'
+    LOOP
+        EXECUTE format('DROP VIEW IF EXISTS %s', r.rel);
+    END LOOP;
+END
+$drop$"""
+
+
+def apply_monitor_views(conn: Connection, roles_file: Path) -> None:
+    views = monitor_views_file(roles_file)
+    if not views.exists():
+        return
+    try:
+        conn.execute(views.read_text(encoding="utf-8"), prepare=False)
+    except psycopg.Error as exc:
+        raise MigrationError(f"{views.name}: {exc}".strip()) from exc
 
 
 def read_roles_fingerprint(conn: Connection, owner: str) -> str | None:
@@ -417,11 +448,16 @@ def _apply_locked(
         if report:
             report(f"role: {change}")
     ensure_history_table(conn, owner=owner, app_user=app_user)
-    for migration in p.pending:
-        if apply_one(conn, migration, owner=owner):
-            result.applied.append(migration)
-            if report:
-                report(f"applied {migration.filename}")
+    if p.pending:
+        conn.execute(DROP_MONITOR_VIEWS)
+    try:
+        for migration in p.pending:
+            if apply_one(conn, migration, owner=owner):
+                result.applied.append(migration)
+                if report:
+                    report(f"applied {migration.filename}")
+    finally:
+        apply_monitor_views(conn, roles)  # also after a failed migration: the exporter reads them
     return result
 
 

@@ -46,7 +46,6 @@ from deploy.secrets import SecretError
 from deploy.settings import (
     Data,
     SettingsError,
-    postgres_settings,
     replica_settings,
     replication_slot_name,
 )
@@ -118,7 +117,7 @@ def _fence(old: InventoryHost, force: bool, say: Callable[[str], None]) -> None:
         say(f"old primary {old.name}: unreachable over SSH (lost): not fenced; keep it off the "
             "network until it is rebuilt")
         return
-    unit = postgres_settings(Data(old.data)).unit
+    unit = t.pg.unit
     running = t.host.run(f"systemctl is-active --quiet {unit}").rc == 0
     if running:
         in_recovery = t.host.run(

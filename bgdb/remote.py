@@ -11,8 +11,13 @@ from typing import Any
 import paramiko
 import testinfra
 
+from deploy import hostfacts
 from deploy.hostdata import InventoryHost
 from deploy.settings import AppSettings, Data, PostgresSettings, app_settings, postgres_settings
+
+# A tab quoted for any sh: with sudo, testinfra runs commands through /bin/sh (dash), where
+# bash's $'\t' is the literal `$\t` and every row would come back as one column.
+TAB = shlex.quote("\t")
 
 
 @dataclass
@@ -43,8 +48,15 @@ class Target:
         return host
 
     @cached_property
+    def facts(self) -> hostfacts.HostFacts:
+        """RAM, CPUs, distribution: the same command and parser as the deploy's fact."""
+        out = self.host.run(hostfacts.COMMAND)
+        return hostfacts.parse(out.stdout.splitlines())
+
+    @cached_property
     def pg(self) -> PostgresSettings:
-        return postgres_settings(Data(self.inv.data))
+        """The settings the deploy used, the PostgreSQL major decided the same way."""
+        return hostfacts.resolve(postgres_settings(Data(self.inv.data)), self.facts, self.name)
 
     @cached_property
     def app(self) -> AppSettings:
@@ -53,7 +65,8 @@ class Target:
     def sql(self, query: str, database: str | None = None) -> list[list[str]]:
         """Rows of `query` run as the postgres superuser over the local socket (tab-separated)."""
         db = database or self.app.database
-        cmd = (f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -F $'\\t' -p {self.pg.port}"
+        cmd = (f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -F {TAB} "
+               f"-p {self.pg.port}"
                f" -d {shlex.quote(db)} -c {shlex.quote(query)}")
         out = self.host.run(cmd)
         if out.rc != 0:

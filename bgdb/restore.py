@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bgdb.remote import Target
 from deploy import backup
 from deploy.hostdata import InventoryHost, load_inventory
 from deploy.secrets import SecretError
@@ -392,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plan = make_plan(load_inventory(), args.source, args.target, args.target_time,
                          args.delta)
+        if plan.pg.version is None:  # the distribution's default: the source host decides
+            plan = dataclasses.replace(plan, pg=Target(plan.source).pg)
         cipher = backup.cipher_pass(plan.bk, generate=False)
     except (RestoreError, SettingsError, SecretError) as exc:
         print(exc, file=sys.stderr)

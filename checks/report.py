@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from checks.cis import NOT_APPLICABLE
+
+SECURITY_MODULE = "checks/test_security.py"  # the security section (CIS PostgreSQL)
+
 
 @dataclass
 class Row:
@@ -18,6 +22,7 @@ class Row:
     host: str
     status: str
     evidence: str
+    security: bool = False
 
 
 class ReadinessReport:
@@ -45,7 +50,8 @@ class ReadinessReport:
             evidence = _first_line(report.longreprtext)
         elif report.skipped and isinstance(report.longrepr, tuple):
             evidence = str(report.longrepr[2])
-        self.rows.append(Row(item, host.rstrip("]"), report.outcome.upper(), evidence))
+        self.rows.append(Row(item, host.rstrip("]"), report.outcome.upper(), evidence,
+                             report.nodeid.startswith(SECURITY_MODULE)))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.rows:
@@ -56,7 +62,16 @@ class ReadinessReport:
                  f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, {len(self.rows)} checks, "
                  f"{failed} failed", "", "| item | host | status | evidence |", "|---|---|---|---|"]
         for r in self.rows:
-            lines.append(f"| {r.item} | {r.host} | {r.status} | {r.evidence.replace('|', '/')} |")
+            if not r.security:
+                lines.append(_md(r))
+        security = [r for r in self.rows if r.security]
+        if security:
+            lines += ["", "## Security (CIS PostgreSQL Benchmark)", "",
+                      "| item | host | status | evidence |", "|---|---|---|---|",
+                      *(_md(r) for r in security),
+                      "", "Left to the environment (not applicable to the bundle):", "",
+                      "| control | why |", "|---|---|",
+                      *(f"| {name} | {why} |" for name, why in NOT_APPLICABLE)]
         self.path.write_text("\n".join(lines) + "\n")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -65,10 +80,25 @@ class ReadinessReport:
         tr = terminalreporter
         tr.section("production readiness")
         for r in self.rows:
-            mark = {"PASSED": "ok  ", "FAILED": "FAIL", "SKIPPED": "skip"}.get(r.status, r.status)
-            tr.write_line(f"{mark} {r.host:14} {r.item}" + (f"  -- {r.evidence}" if r.evidence
-                                                              else ""))
+            if not r.security:
+                tr.write_line(_line(r))
+        security = [r for r in self.rows if r.security]
+        if security:
+            tr.section("security (CIS PostgreSQL Benchmark)")
+            for r in security:
+                tr.write_line(_line(r))
+            for name, why in NOT_APPLICABLE:
+                tr.write_line(f"n/a  {'':14} {name}  -- operator's decision: {why}")
         tr.write_line(f"report: {self.path}")
+
+
+def _md(r: Row) -> str:
+    return f"| {r.item} | {r.host} | {r.status} | {r.evidence.replace('|', '/')} |"
+
+
+def _line(r: Row) -> str:
+    mark = {"PASSED": "ok  ", "FAILED": "FAIL", "SKIPPED": "skip"}.get(r.status, r.status)
+    return f"{mark} {r.host:14} {r.item}" + (f"  -- {r.evidence}" if r.evidence else "")
 
 
 def _first_line(text: str) -> str:

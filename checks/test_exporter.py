@@ -8,6 +8,7 @@ postgres_monitoring_cidrs), with the scheme and credentials the deploy configure
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -147,9 +148,10 @@ def test_exporter_port_firewalled(primary: Target) -> None:
     assert out.rc == 0, f"nftables table inet bgdb is missing: {out.stderr.strip()}"
     rules = [json.dumps(item["rule"]) for item in json.loads(out.stdout)["nftables"]
              if "rule" in item]
-    port = f'"right": {ex.port}'
-    accept = [r for r in rules if port in r and '"@monitoring"' in r and '"accept"' in r]
-    reject = [r for r in rules if port in r and '"reject"' in r]
+    # nftables 1.x writes a one-port set as the port, 0.9 (Debian 11) as {"set": [port]}.
+    port = re.compile(rf'"right": ({ex.port}\b|{{"set": \[[^\]]*\b{ex.port}\b)')
+    accept = [r for r in rules if port.search(r) and '"@monitoring"' in r and '"accept"' in r]
+    reject = [r for r in rules if port.search(r) and '"reject"' in r]
     assert accept and reject, \
         f"port {ex.port} is not limited to the monitoring set in table inet bgdb"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from bgdb.remote import Target
+from bgdb.remote import TAB, Target
 from deploy import pgbouncer
 from deploy.settings import Data, PgBouncerSettings, pgbouncer_settings
 
@@ -20,7 +20,7 @@ def _console(db: Target, command: str) -> list[dict[str, str]]:
     """Rows of a SHOW command. PgBouncer lets its own OS user (postgres) on the console as the
     user `pgbouncer` over the local socket, without a password."""
     port = _bouncer(db).port
-    out = db.host.run(f"runuser -u postgres -- psql -XAq -F $'\\t' --pset footer=off "
+    out = db.host.run(f"runuser -u postgres -- psql -XAq -F {TAB} --pset footer=off "
                       f"-h /var/run/postgresql -p {port} -U pgbouncer -d pgbouncer "
                       f"-c {shlex.quote(command)}")
     assert out.rc == 0, f"PgBouncer's console does not answer {command}: {out.stderr.strip()}"

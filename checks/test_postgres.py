@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 
 from bgdb.remote import Target
-from deploy.settings import Data, server_config
+from deploy.hostfacts import tuned_config
+from deploy.settings import Data
 
 
 def test_postgresql_running(db: Target) -> None:
@@ -105,20 +106,19 @@ def test_pg_stat_statements(db: Target) -> None:
 
 def test_sizing_matches_host(db: Target) -> None:
     """Memory and planner settings match the tuning formulas for this host"""
-    mem_kb = int(db.host.run("awk '/MemTotal/ {print $2}' /proc/meminfo").stdout)
-    cpus = int(db.host.run("nproc").stdout)
-    expected = server_config(db.pg, mem_kb, cpus)
+    expected = tuned_config(db.pg, db.facts)  # the deploy's function on the deploy's facts
     names = ["shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
              "max_connections", "random_page_cost", "effective_io_concurrency", "wal_buffers",
              "min_wal_size", "max_wal_size", "checkpoint_completion_target"]
-    rows = dict(db.sql("SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
-                       f"({', '.join(repr(n) for n in names)})"))
+    rows = {name: (setting, unit) for name, setting, unit in db.sql(
+        "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name IN "
+        f"({', '.join(repr(n) for n in names)})")}
     wrong = []
     for name in names:
-        got = _normalize(rows.get(name, "?"))
-        want = _normalize(expected[name])
-        if got != want:
-            wrong.append(f"{name}={rows.get(name)} (expected {expected[name]})")
+        setting, unit = rows.get(name, ("?", ""))
+        if _as_unit(expected[name], unit) != setting:
+            shown = f"{setting} x {unit}" if unit == "8kB" else f"{setting}{unit}"
+            wrong.append(f"{name}={shown} (expected {expected[name]})")
     assert not wrong, "sizing differs from the tuning formulas: " + ", ".join(wrong)
 
 
@@ -142,13 +142,15 @@ def test_kernel_settings(db: Target) -> None:
     assert "vm.swappiness = 1" in f.content_string, "vm.swappiness is not set to 1"
 
 
-def _normalize(value: str) -> str:
-    """Compare sizes in kB whatever the unit pg_settings uses (8kB pages, kB, MB)."""
+def _as_unit(value: str, unit: str) -> str:
+    """A configured value as pg_settings shows it in `unit`: sizes in whole units, rounded as
+    PostgreSQL does (rint: half to even, like round()); anything else is compared as written."""
     from deploy.tuning import parse_size_kb
 
-    if value.endswith("8kB"):
-        return str(int(value[:-3]) * 8)
+    unit_kb = {"8kB": 8, "kB": 1, "MB": 1024}.get(unit)
+    if unit_kb is None:
+        return value
     try:
-        return str(parse_size_kb(value))
+        return str(round(parse_size_kb(value) / unit_kb))
     except ValueError:
         return value

@@ -141,3 +141,22 @@ def test_pgbouncer_log_not_world_readable(db: Target) -> None:
         pytest.skip(f"{path} does not exist (PgBouncer logs to the journal)")
     mode, _ = _mode_owner(db, path)
     assert int(mode, 8) & 0o027 == 0, f"{path} is mode {mode}, expected 0640 or stricter"
+
+
+# The monitor role's payload-free path (sql/monitor_views.sql): no payload column readable.
+PAYLOAD_COLUMNS = """
+SELECT string_agg(format('%s.%s', c.relname, a.attname), ', ' ORDER BY c.relname, a.attnum)
+FROM pg_class c
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+  AND NOT c.relispartition
+  AND (a.atttypid IN ('json'::regtype, 'jsonb'::regtype, 'bytea'::regtype)
+       OR a.attname IN ('prompt', 'response', 'content', 'message'))
+  AND a.attname <> 'metrics'
+  AND has_column_privilege('bg_agents_monitor', c.oid, a.attnum, 'SELECT')"""
+
+
+def test_monitor_role_reads_no_payload(db: Target) -> None:
+    """The monitor role (exporter) can read no payload column of the agents' tables"""
+    readable = db.value(PAYLOAD_COLUMNS)
+    assert not readable, f"bg_agents_monitor can read payload columns: {readable}"

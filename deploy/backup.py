@@ -26,7 +26,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 
-from deploy import jobs, pgsql, secrets
+from deploy import hostfacts, jobs, pgsql, secrets
 from deploy.render import render
 from deploy.settings import (
     AppSettings,
@@ -35,7 +35,6 @@ from deploy.settings import (
     PostgresSettings,
     app_settings,
     backup_settings,
-    postgres_settings,
 )
 
 CONF_DIR = "/etc/pgbackrest"
@@ -266,7 +265,7 @@ def setup_for(this: Host, inventory: Inventory) -> tuple[
     address and its SSH host key, read over the deploy's own connection to it."""
     primary = inventory.get_group("postgres_primary")[0]
     data = Data(primary.data.dict())
-    bk, pg, app = backup_settings(data), postgres_settings(data), app_settings(data)
+    bk, pg, app = backup_settings(data), hostfacts.host_postgres(primary), app_settings(data)
     side = side_of(this.groups, bk)
     if side == "local":
         return bk, pg, app, side, None, None

@@ -70,7 +70,9 @@ def server_cert(host: str, names: list[str], addresses: list[str]) -> ServerCert
     d = secrets_dir() / "certs"
     d.mkdir(mode=0o700, exist_ok=True)
     crt_path, key_path = d / f"{host}.crt", d / f"{host}.key"
-    wanted = sorted(set(names)) + sorted(set(addresses))
+    # Addresses also as DNS names: libpq before 14 (Debian 11's clients) matches a host given as
+    # an IP against dNSName entries only; newer clients use the iPAddress entries.
+    wanted = sorted(set(names) | set(addresses)) + sorted(set(addresses))
     ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
     if crt_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(crt_path.read_bytes())
@@ -79,7 +81,7 @@ def server_cert(host: str, names: list[str], addresses: list[str]) -> ServerCert
             return ServerCert(crt_path.read_text(), key_path.read_text(), ca_pem)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(set(names))]
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(set(names) | set(addresses))]
     alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in sorted(set(addresses))]
     cert = (
         x509.CertificateBuilder()

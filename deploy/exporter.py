@@ -1,6 +1,7 @@
 """The bgdb Prometheus exporter (exporters/) as a hardened systemd service on the database host.
 
-It runs with the distribution's python3, python3-psycopg and python3-prometheus-client (no pip)
+It runs with the distribution's python3, psycopg 3 (deploy/pylibs.py) and
+python3-prometheus-client (no pip on the host)
 as the system user bgdb-exporter, and logs in as bg_agents_monitor over the local socket (pg_hba:
 scram-sha-256), to PostgreSQL and to PgBouncer's admin console. The password is in a libpq
 passfile owned by that user alone (libpq ignores a passfile that others can read); the JSON
@@ -10,19 +11,17 @@ changed, so a deploy that changes nothing leaves it running.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from io import StringIO
 from typing import Any
 
+import bcrypt
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
-from pyinfra.facts.server import Hostname
+from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, jobs, secrets
-from deploy.postgres import SOCKET_GROUP
+from deploy import jobs, postgres, secrets
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -33,6 +32,7 @@ from deploy.settings import (
     pgbouncer_port,
 )
 
+BCRYPT_COST = 10  # exporter-toolkit's examples; checked once per credentials (exporters/http.py)
 USER = "bgdb-exporter"
 UNIT = "bgdb-exporter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
@@ -44,7 +44,8 @@ TLS_KEY = f"{CONF_DIR}/tls.key"
 REMOTE = jobs.REMOTE  # /usr/local/lib/bgdb: bgdb/ and sql/ of the other deploys live there too
 SOCKET_DIR = "/var/run/postgresql"
 SCRAPE_SECRET = "bgdb-exporter-scrape"  # basic auth password for Prometheus, when enabled
-PACKAGES = ["python3-prometheus-client", "python3-psycopg"]
+# psycopg 3: deploy/pylibs.py, with PostgreSQL; bcrypt checks the scrape password.
+PACKAGES = ["python3-prometheus-client", "python3-bcrypt"]
 _PYTHON_JUNK = ["*.pyc", "*.pyo"]
 _PYTHON_JUNK_DIRS = ["__pycache__", "*/__pycache__"]
 
@@ -75,7 +76,8 @@ def passfile(entries: list[tuple[int, str]], password: str) -> str:
 def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings, *,
                     service_address: str, bouncer_port: int | None,
                     backup_status_file: str | None,
-                    basic_auth_password: str | None = None) -> dict[str, Any]:
+                    basic_auth_password: str | None = None,
+                    current_hash: str | None = None) -> dict[str, Any]:
     """The exporter's config.json (exporters/config.py's keys); no secret in it."""
     cfg: dict[str, Any] = {
         "listen_address": listen_address(ex, service_address),
@@ -95,12 +97,32 @@ def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings
     }
     if ex.basic_auth_user and basic_auth_password:
         cfg["basic_auth_username"] = ex.basic_auth_user
-        cfg["basic_auth_password_sha256"] = hashlib.sha256(
-            basic_auth_password.encode("utf-8")).hexdigest()
+        cfg["basic_auth_password_bcrypt"] = password_hash(basic_auth_password, current_hash)
     if ex.tls:
         cfg["tls_cert_file"] = TLS_CERT
         cfg["tls_key_file"] = TLS_KEY
     return cfg
+
+
+def password_hash(password: str, current: str | None) -> str:
+    """bcrypt, as exporter-toolkit's web config; the host's hash is kept while it still matches
+    (a new salt on every deploy would rewrite the file and restart the exporter)."""
+    if current:
+        try:
+            if bcrypt.checkpw(password.encode("utf-8"), current.encode("ascii")):
+                return current
+        except ValueError:
+            pass
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=BCRYPT_COST)).decode()
+
+
+def current_password_hash(config_text: list[str] | None) -> str | None:
+    """basic_auth_password_bcrypt from the host's config.json (None when absent/unreadable)."""
+    try:
+        value = json.loads("\n".join(config_text or [])).get("basic_auth_password_bcrypt")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def render_config(cfg: dict[str, Any]) -> str:
@@ -109,16 +131,6 @@ def render_config(cfg: dict[str, Any]) -> str:
 
 def scrape_password(ex: ExporterSettings) -> str | None:
     return secrets.password(SCRAPE_SECRET) if ex.basic_auth_user else None
-
-
-def _host_cert(pg: PostgresSettings, address: str) -> certs.ServerCert:
-    """The certificate PostgreSQL got from deploy/postgres.py (same names, same CA)."""
-    if pg.ssl_files:
-        return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
-                                pg.ssl_files.ca.read_text())
-    hostname = host.get_fact(Hostname) or host.name
-    return certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
 
 
 @deploy("Install the bgdb exporter")
@@ -136,7 +148,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
     account = server.user(name=f"Create the system user {USER}", user=USER, system=True,
                           shell="/usr/sbin/nologin", home="/nonexistent", ensure_home=False,
                           create_home=False, comment="bgdb Prometheus exporter",
-                          groups=[SOCKET_GROUP], append=True)
+                          groups=[postgres.SOCKET_GROUP], append=True)
 
     # Only our two subdirectories: bgdb/, sql/migrations, sql/maintenance beside them belong to
     # the other deploys, and a sync of the parent with delete=True would remove them.
@@ -156,7 +168,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                        group=USER, mode="0600")
     tls_ops = []
     if ex.tls:
-        cert = _host_cert(pg, address)
+        cert = postgres.server_certificate(pg, address)  # the one PostgreSQL serves
         tls_ops = [
             files.put(name="Upload the exporter's TLS certificate",
                       src=StringIO(cert.cert_pem + cert.ca_pem), dest=TLS_CERT, user="root",
@@ -166,7 +178,9 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
         ]
     cfg = exporter_config(ex, pg, app, service_address=address, bouncer_port=bouncer_port,
                           backup_status_file=backup_status_file if ex.backup_status else None,
-                          basic_auth_password=scrape_password(ex))
+                          basic_auth_password=scrape_password(ex),
+                          current_hash=current_password_hash(
+                              host.get_fact(FileContents, path=CONFIG)))
     conf = files.put(name="Write the exporter's configuration",
                      src=StringIO(render_config(cfg)), dest=CONFIG, user="root", group=USER,
                      mode="0640")

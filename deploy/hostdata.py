@@ -130,12 +130,12 @@ def _ssh_data(ssh: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sandbox_data(raw_hosts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sandbox hosts share the machine's RAM, so tune for a declared size; the controller
-    (the bridge address) and the second host are the allowed clients, a third stays outside."""
+    """The lab's network: the controller (the bridge address) and the second host are the
+    allowed clients, a third stays outside. (No memory key: hosts are tuned for the RAM they
+    report, as real hosts are.)"""
     controller = "10.231.0.1/32"
     nodes = [h["address"] for h in raw_hosts if not h.get("groups")]
     return {
-        "postgres_memory_mb": 2048,
         "postgres_allowed_cidrs": [controller] + [f"{a}/32" for a in nodes[:1]],
         "postgres_admin_cidrs": [controller],
         "postgres_monitoring_cidrs": [controller],

@@ -30,10 +30,10 @@ from typing import NamedTuple
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.api.command import MaskString
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import pgsql, scram, secrets
+from deploy import hostfacts, pgsql, postgres, scram, secrets
 from deploy.render import as_file, render
 from deploy.roles import login_roles
 from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
@@ -42,6 +42,9 @@ CONF_DIR = "/etc/pgbouncer"
 INI = f"{CONF_DIR}/pgbouncer.ini"
 AUTH_FILE = f"{CONF_DIR}/userlist.txt"
 DROP_IN = "/etc/systemd/system/pgbouncer.service.d/bgdb.conf"
+PACKAGE_UNIT = "/lib/systemd/system/pgbouncer.service"  # Debian 12 and 13 ship one
+NATIVE_UNIT = "/etc/systemd/system/pgbouncer.service"
+TLS_FINGERPRINT = "/etc/pgbouncer/bgdb-tls.sha256"
 UNIT = "pgbouncer"
 IDENT_MAP = "bgdb_pgbouncer"
 SALT_KEY = "pgbouncer-salt-key"  # in the secrets directory, generated on first use
@@ -181,8 +184,25 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     unit = files.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",
                      src=as_file("pgbouncer.service.conf.j2", bouncer=bouncer), dest=DROP_IN,
                      mode="0644", create_remote_dir=True)
+    def init_script_only() -> bool:
+        return not host.get_fact(File, path=PACKAGE_UNIT)
+
+    native = files.put(name="Install a native PgBouncer unit (the package has an init script)",
+                       src=as_file("pgbouncer.service.j2"), dest=NATIVE_UNIT, mode="0644",
+                       _if=init_script_only)
+    # By state, not by change: a deploy that failed after writing the unit left it unloaded.
+    server.shell(name="Load the native PgBouncer unit", commands=["systemctl daemon-reload"],
+                 _if=lambda: init_script_only()
+                 and host.get_fact(hostfacts.UnitProperty, unit=UNIT, prop="FragmentPath")
+                 != NATIVE_UNIT)
     conf = files.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
                      group="postgres", mode="0640")
+    # PgBouncer reads its TLS files at start and reload only: a renewed certificate (new
+    # addresses, expiry) needs a reload, which a fingerprint of it here triggers.
+    cert = postgres.server_certificate(pg, address)
+    tls = files.put(name="Record the certificate PgBouncer serves",
+                    src=StringIO(hashlib.sha256(cert.cert_pem.encode()).hexdigest() + "\n"),
+                    dest=TLS_FINGERPRINT, mode="0644")
     users = files.put(name="Write the auth file (SCRAM verifiers only)",
                       src=as_file("pgbouncer-userlist.txt.j2", entries=entries), dest=AUTH_FILE,
                       user="root", group="postgres", mode="0640")
@@ -194,10 +214,12 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
                     enabled=True)
 
     def restart() -> bool:
-        return unit.did_change() or (conf.did_change() and restart_needed)
+        return unit.did_change() or native.did_change() or (conf.did_change() and restart_needed)
 
     server.shell(name="Restart PgBouncer (unit or listen addresses changed)",
                  commands=["systemctl daemon-reload", f"systemctl restart {UNIT}"], _if=restart)
     server.shell(name="Reload PgBouncer (clients stay connected)",
                  commands=[f"systemctl reload-or-restart {UNIT}"],
-                 _if=lambda: (conf.did_change() or users.did_change()) and not restart())
+                 _if=lambda: (conf.did_change() or users.did_change() or tls.did_change())
+                 and not restart())
+

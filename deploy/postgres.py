@@ -9,11 +9,10 @@ from typing import Any
 
 from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
-from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import backup, certs, pgsql
+from deploy import backup, certs, hostfacts, pgsql, pylibs
 from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_addresses, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
@@ -23,7 +22,6 @@ from deploy.settings import (
     backup_settings,
     exporter_settings,
     pgbouncer_port,
-    server_config,
 )
 
 APP_ROLES = ("bg_agents_user", "bg_agents_readonly")  # + the configured app user
@@ -32,7 +30,7 @@ CA_PATH = "/etc/bgdb/ca.crt"
 
 def packages(pg: PostgresSettings) -> list[str]:
     audit = [f"postgresql-{pg.version}-pgaudit"] if pg.pgaudit else []
-    return [f"postgresql-{pg.version}", *audit, "python3-psycopg", "nftables", "sudo"]
+    return [f"postgresql-{pg.version}", *audit, "nftables", "sudo"]  # + pylibs: psycopg 3
 
 
 def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:
@@ -78,6 +76,7 @@ def install_packages(pg: PostgresSettings) -> None:
     )
     apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
+    pylibs.install_psycopg(host.get_fact(hostfacts.Facts))
     harden_os_user()
 
 
@@ -123,17 +122,12 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     """Certificates, the tuned drop-in and pg_hba.conf; returns the operations whose change
     needs a reload. `adjust` lets a replica raise settings to its primary's values."""
     address = str(host.data.get("service_address"))
-    memory_mb = host.get_fact(Memory) or 1024
-    conf = server_config(pg, memory_mb * 1024, host.get_fact(Cpus) or 1)
+    facts = host.get_fact(hostfacts.Facts)
+    conf = hostfacts.tuned_config(pg, facts)
     conf.update(backup.archive_config(backup_settings(Data(host.data.dict())), conf))
     if adjust:
         conf = adjust(conf)
-    hostname = host.get_fact(Hostname) or host.name
-    cert = certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
-    if pg.ssl_files:
-        cert = certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
-                                pg.ssl_files.ca.read_text())
+    cert = server_certificate(pg, address)
     ssl_ops = [
         files.put(name="Upload the server certificate", src=StringIO(cert.cert_pem),
                   dest=f"{pg.conf_dir}/bgdb-server.crt", user="postgres", group="postgres",
@@ -147,8 +141,9 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     ]
     files.put(name="Publish the CA certificate for clients", src=StringIO(cert.ca_pem),
               dest=CA_PATH, mode="0644", create_remote_dir=True)
-    tuned_for = (f"{memory_mb} MB RAM reported, {pg.memory_mb or memory_mb} MB used, "
-                 f"{host.get_fact(Cpus)} CPUs, {pg.disk}, {pg.workload}")
+    tuned_for = (f"{facts.memory_kb} kB RAM reported, "
+                 f"{pg.memory_mb * 1024 if pg.memory_mb else facts.memory_kb} kB used, "
+                 f"{facts.cpus} CPUs, {pg.disk}, {pg.workload}")
     conf_op = files.put(
         name="Write the tuned configuration drop-in",
         src=as_file("bgdb.conf.j2", pg=pg, conf=conf, tuned_for=tuned_for,
@@ -164,9 +159,29 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
     return [conf_op, hba_op, *ssl_ops]
 
 
+def server_certificate(pg: PostgresSettings, address: str) -> certs.ServerCert:
+    """This host's certificate: the operator's files, or one from the bundle's CA (PgBouncer
+    serves the same files)."""
+    if pg.ssl_files:
+        return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
+                                pg.ssl_files.ca.read_text())
+    hostname = host.get_fact(Hostname) or host.name
+    return certs.server_cert(host.name, [hostname, host.name, "localhost"],
+                             [address, "127.0.0.1"])
+
+
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
     """Start PostgreSQL, apply changed files (reload, or restart when needed), kernel settings
     and the firewall, which also lets the replication peers in."""
+    restart = files.put(name="Install the cluster unit's drop-in (restart after a crash)",
+                        src=as_file("postgresql-restart.conf.j2", unit=pg.unit),
+                        dest=f"/etc/systemd/system/{pg.unit}.service.d/bgdb-restart.conf",
+                        mode="0644", create_remote_dir=True)
+    # Restart= applies from the next daemon-reload on: no restart of PostgreSQL for it. By
+    # state: a deploy that stopped after writing the file left it unloaded.
+    server.shell(name="Load the cluster unit's drop-in", commands=["systemctl daemon-reload"],
+                 _if=lambda: restart.did_change() or host.get_fact(
+                     hostfacts.UnitProperty, unit=pg.unit, prop="Restart") != "on-failure")
     systemd.service(name="Keep PostgreSQL running and enabled", service=pg.unit, running=True,
                     enabled=True)
     pgsql.apply_config(name="Reload PostgreSQL; restart only if a setting needs it",

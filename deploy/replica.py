@@ -33,10 +33,9 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.files import File
-from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.operations import files, server
 
-from deploy import backup, jobs, maintenance, pgsql, postgres, secrets
+from deploy import backup, hostfacts, jobs, maintenance, pgsql, postgres, secrets
 from deploy.render import render
 from deploy.settings import (
     REPLICATION_USER,
@@ -48,9 +47,7 @@ from deploy.settings import (
     app_settings,
     backup_settings,
     maintenance_settings,
-    postgres_settings,
     replication_slot_name,
-    server_config,
 )
 
 PASSFILE = "/etc/bgdb/replication.pgpass"
@@ -275,7 +272,7 @@ def wait_for_primary() -> None:
 def topology(primary: Any, replicas: Sequence[Any]) -> Topology:
     """From pyinfra hosts (name, data.service_address)."""
     def member(h: Any) -> Member:
-        pg = postgres_settings(Data(h.data.dict()))
+        pg = hostfacts.host_postgres(h)
         return Member(h.name, str(h.data.get("service_address")), pg.port)
 
     return Topology(member(primary), tuple(member(h) for h in replicas))
@@ -296,9 +293,8 @@ def prepare_replica(pg: PostgresSettings, app: AppSettings, rs: ReplicaSettings,
         # empty data directory, which the copy below fills (pg_createcluster would refuse).
         _if=lambda: not host.get_fact(File, path=f"{pg.conf_dir}/postgresql.conf"),
     )
-    primary_pg = postgres_settings(Data(primary_host.data.dict()))
-    primary_conf = server_config(primary_pg, (primary_host.get_fact(Memory) or 1024) * 1024,
-                                 primary_host.get_fact(Cpus) or 1)
+    primary_conf = hostfacts.tuned_config(hostfacts.host_postgres(primary_host),
+                                          primary_host.get_fact(hostfacts.Facts))
     peers = topo.peers_of(host.name)
     changed = postgres.write_server_files(pg, app, peers,
                                           adjust=lambda conf: standby_floor(conf, primary_conf))

@@ -54,7 +54,7 @@ def apply_schema(check: str, apply: str):
 @deploy("Apply the agents' schema")
 def apply_migrations(pg: PostgresSettings, app: AppSettings,
                      connect_roles: tuple[str, ...] = ()) -> None:
-    for rel in ("bgdb/__init__.py", "bgdb/migrate.py", "sql/roles.sql"):
+    for rel in ("bgdb/__init__.py", "bgdb/migrate.py", "sql/roles.sql", "sql/monitor_views.sql"):
         files.put(name=f"Upload {rel}", src=str(REPO / rel), dest=f"{REMOTE}/{rel}",
                   mode="0644", create_remote_dir=True)
     files.sync(name="Upload the migrations", src=str(REPO / "sql/migrations"),

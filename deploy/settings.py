@@ -21,8 +21,6 @@ from deploy.settings_schema import Data as Data  # re-exported: callers import i
 from deploy.settings_schema import SettingsError as SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# postgres_version unset: until the deploy decides from the host's facts, Debian 12's major.
-DISTRIBUTION_MAJOR = 15
 # GUCs whose value is a memory size, checked for sense against the host's RAM.
 _MEMORY_GUCS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size")
 
@@ -71,7 +69,7 @@ class SslFiles:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    version: int
+    version: int | None  # None: the distribution's default, decided from the host (hostfacts)
     port: int
     cluster: str
     locale: str
@@ -187,7 +185,7 @@ def postgres_settings(data: Data) -> PostgresSettings:
         raise SettingsError("postgres_ssl_cert_file", str(cert),
                             "set all of postgres_ssl_cert_file, _key_file and _ca_file, or none")
     return PostgresSettings(
-        version=version or DISTRIBUTION_MAJOR,
+        version=version,
         port=data.get("postgres_port"),
         cluster=data.get("postgres_cluster"),
         locale=data.get("postgres_locale"),
@@ -261,6 +259,8 @@ BASE_CONFIG: dict[str, str] = {
 def server_config(pg: PostgresSettings, host_memory_kb: int, cpus: int) -> dict[str, str]:
     """Tuning for the host + the base lines + overrides, checked for sense against RAM."""
     memory_kb = pg.memory_mb * 1024 if pg.memory_mb else host_memory_kb
+    if pg.version is None:
+        raise ValueError("server_config needs the PostgreSQL major: deploy/hostfacts.resolve")
     shape = tuning.HostShape(memory_kb=memory_kb, cpus=max(cpus, 1), disk=pg.disk,  # type: ignore[arg-type]
                              workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
     conf = tuning.compute(shape)
@@ -488,7 +488,7 @@ def planned_max_connections(pg: PostgresSettings) -> int:
                                 "expected a positive integer")
         return int(value)
     shape = tuning.HostShape(memory_kb=1 << 20, cpus=1, disk=pg.disk,  # type: ignore[arg-type]
-                             workload=pg.workload, pg_major=pg.version)  # type: ignore[arg-type]
+                             workload=pg.workload, pg_major=pg.version or 13)  # type: ignore[arg-type]
     return int(tuning.compute(shape)["max_connections"])
 
 

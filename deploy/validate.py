@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from deploy.hostdata import InventoryHost
 from deploy.monitoring_config import monitoring_settings, pgbadger_settings
@@ -55,6 +56,6 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
             if pg.memory_mb:
                 # RAM is declared, so overrides can be checked against it now; otherwise the
                 # deploy checks them against the host's facts before its first operation.
-                server_config(pg, pg.memory_mb * 1024, 1)
+                server_config(replace(pg, version=pg.version or 13), pg.memory_mb * 1024, 1)
         if (DB_GROUPS | {"backup"}) & set(host.groups):
             upgrade_settings(data)

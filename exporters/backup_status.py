@@ -37,7 +37,7 @@ class BackupStatusError(ValueError):
 def _timestamp(value: Any, key: str) -> float:
     if isinstance(value, bool):
         raise BackupStatusError(f"{key}: not a timestamp: {value!r}")
-    if isinstance(value, int | float) and math.isfinite(value):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         try:
@@ -98,7 +98,7 @@ def parse(data: Any) -> dict[str, float]:
             raise BackupStatusError(f"verify_ok: expected true/false, got {data['verify_ok']!r}")
         out["verify_ok"] = 1.0 if data["verify_ok"] else 0.0
     if data.get("dump_bytes") is not None:
-        if not isinstance(data["dump_bytes"], int | float) or isinstance(data["dump_bytes"], bool):
+        if not isinstance(data["dump_bytes"], (int, float)) or isinstance(data["dump_bytes"], bool):
             raise BackupStatusError(f"dump_bytes: expected a number, got {data['dump_bytes']!r}")
         out["dump_bytes"] = float(data["dump_bytes"])
     # A full backup is also the newest backup "of any kind" when nothing newer is known.

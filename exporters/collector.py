@@ -46,7 +46,11 @@ from typing import Any
 
 import psycopg
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+
+try:
+    from prometheus_client.registry import Collector
+except ImportError:  # prometheus_client < 0.14 (Debian 11: 0.9): the registry needs collect() only
+    Collector = object  # type: ignore[misc,assignment]
 
 from exporters import backup_status
 from exporters.config import ExporterConfig
@@ -125,7 +129,7 @@ def _number(value: Any) -> float | None:
         return None
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, (int, float, Decimal)):
         return float(value)
     try:
         return float(value)
@@ -153,7 +157,7 @@ def families_from_rows(spec: QuerySpec, rows: Iterable[Row]) -> list[Family]:
     fams = [Family(m.name, m.kind, m.help) for m in spec.metrics]
     # Per metric: (its samples' append, sample name, the one column or None, the spec).
     plans = []
-    for m, fam in zip(spec.metrics, fams, strict=True):
+    for m, fam in zip(spec.metrics, fams):
         cols = m.columns()
         single = cols[0][0] if len(cols) == 1 and cols[0][1] == 1.0 else None
         plans.append((fam.samples.append, fam.name, single, m))
@@ -184,7 +188,7 @@ def json_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return []
         if isinstance(arrays, list) and all(
                 isinstance(r, list) and len(r) == len(columns) for r in arrays):
-            return [dict(zip(columns, r, strict=True)) for r in arrays]
+            return [dict(zip(columns, r)) for r in arrays]  # lengths checked above
         value = None
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
         # A psycopg.Error, so that it counts as this query's failure like any other.

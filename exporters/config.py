@@ -43,7 +43,7 @@ class ExporterConfig:
     sql_dir: str = str(DEFAULT_SQL_DIR)
     backup_status_file: str | None = None
     basic_auth_username: str | None = None
-    basic_auth_password_sha256: str | None = None
+    basic_auth_password_bcrypt: str | None = None  # as exporter-toolkit's web config
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     log_level: str = "INFO"
@@ -64,7 +64,7 @@ class ExporterConfig:
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(ExporterConfig)}
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -122,15 +122,15 @@ def validate(cfg: ExporterConfig) -> None:
     need(1 <= cfg.max_label_values <= 1000, "max_label_values", "must be between 1 and 1000")
     need(cfg.log_level in _LOG_LEVELS, "log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
     need(
-        (cfg.basic_auth_username is None) == (cfg.basic_auth_password_sha256 is None),
+        (cfg.basic_auth_username is None) == (cfg.basic_auth_password_bcrypt is None),
         "basic_auth_username",
-        "needs basic_auth_password_sha256 too (both or neither)",
+        "needs basic_auth_password_bcrypt too (both or neither)",
     )
-    if cfg.basic_auth_password_sha256 is not None:
+    if cfg.basic_auth_password_bcrypt is not None:
         need(
-            bool(_SHA256_HEX.match(cfg.basic_auth_password_sha256)),
-            "basic_auth_password_sha256",
-            "is not 64 lower-case hex digits",
+            bool(_BCRYPT.match(cfg.basic_auth_password_bcrypt)),
+            "basic_auth_password_bcrypt",
+            "is not a bcrypt hash ($2b$<cost>$ and 53 characters)",
         )
     need(
         (cfg.tls_cert_file is None) == (cfg.tls_key_file is None),

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
-import hashlib
 import hmac
 import logging
 import socket
@@ -26,6 +26,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import bcrypt
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporters.config import ExporterConfig
@@ -67,8 +68,10 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         log.debug("request from %s failed", client_address, exc_info=True)
 
 
-def check_basic_auth(header: str | None, username: str, password_sha256: str) -> bool:
-    """True if an Authorization header carries these credentials (constant-time compare)."""
+def check_basic_auth(header: str | None, username: str, password_bcrypt: str) -> bool:
+    """True if an Authorization header carries these credentials. The password is checked
+    against its bcrypt hash once per distinct header (bcrypt costs ~0.1-0.3 s by design);
+    exporter-toolkit caches the same way, so a scrape every 15 s does not pay it again."""
     if not header or not header.startswith("Basic "):
         return False
     try:
@@ -78,11 +81,18 @@ def check_basic_auth(header: str | None, username: str, password_sha256: str) ->
     user, sep, password = decoded.partition(":")
     if not sep:
         return False
-    digest = hashlib.sha256(password.encode("utf-8")).hexdigest()
+    ok_pass = _bcrypt_matches(password, password_bcrypt)
     # Both compared, always: no early exit that tells a valid user name apart.
     ok_user = hmac.compare_digest(user.encode("utf-8"), username.encode("utf-8"))
-    ok_pass = hmac.compare_digest(digest, password_sha256)
     return ok_user and ok_pass
+
+
+@functools.lru_cache(maxsize=64)
+def _bcrypt_matches(password: str, password_bcrypt: str) -> bool:
+    try:
+        return bool(bcrypt.checkpw(password.encode("utf-8"), password_bcrypt.encode("ascii")))
+    except ValueError:
+        return False
 
 
 def gzip_accepted(header: str | None) -> bool:
@@ -117,10 +127,10 @@ def build_app(source: CollectorRegistry | Render, cfg: ExporterConfig) -> WsgiAp
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
-        if cfg.basic_auth_username and cfg.basic_auth_password_sha256:
+        if cfg.basic_auth_username and cfg.basic_auth_password_bcrypt:
             header = environ.get("HTTP_AUTHORIZATION")
             if not check_basic_auth(
-                header, cfg.basic_auth_username, cfg.basic_auth_password_sha256
+                header, cfg.basic_auth_username, cfg.basic_auth_password_bcrypt
             ):
                 start_response(
                     "401 Unauthorized",

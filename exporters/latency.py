@@ -147,7 +147,7 @@ class LatencyHistogram:
         """Buckets as (le, cumulative count) pairs ending with +Inf, for HistogramMetricFamily."""
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
+        for bound, n in zip((*self.bounds, math.inf), self._counts):  # one count per bound
             running += n
             out.append(("+Inf" if math.isinf(bound) else _le(bound), float(running)))
         return out

@@ -1,4 +1,5 @@
-"""`python -m sandbox up [N] [--lab NAME] [--backup-host]` / `down [--lab NAME | --all]` /
+"""`python -m sandbox up [N] [--lab NAME] [--release 11|12|13] [--backup-host]` /
+`down [--lab NAME | --all]` /
 `status`."""
 
 from __future__ import annotations
@@ -7,15 +8,17 @@ import argparse
 import sys
 import time
 
-from sandbox import hosts
+from sandbox import hosts, image
 from sandbox.run import SandboxError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_up = sub.add_parser("up", help="boot N disposable Debian 12 hosts")
+    p_up = sub.add_parser("up", help="boot N disposable Debian hosts (12 unless --release)")
     p_up.add_argument("count", type=int, nargs="?", default=2)
+    p_up.add_argument("--release", default=image.DEFAULT_RELEASE, choices=sorted(image.RELEASES),
+                      help="Debian release of the hosts: 11, 12 or 13")
     p_up.add_argument("--lab", default="sbx")
     p_up.add_argument("--backup-host", action="store_true",
                       help="add a host `bk` in group backup (the pgBackRest repository host)")
@@ -30,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             started = time.monotonic()
-            specs = hosts.default_specs(args.count)
+            specs = hosts.default_specs(args.count, args.release)
             if args.backup_host:
-                specs.append(hosts.HostSpec("bk", ("backup",)))
+                specs.append(hosts.HostSpec("bk", ("backup",), args.release))
             lab = hosts.up(args.lab, specs)
             for h in lab.hosts:
-                print(f"{h.name:16} {h.address:14} {','.join(h.groups) or '-'}")
+                print(f"{h.name:16} {h.address:14} debian {h.release:3} "
+                      f"{','.join(h.groups) or '-'}")
             print(f"{len(lab.hosts)} host(s) up in {time.monotonic() - started:.1f}s; "
                   f"inventory: {lab.inventory_file}")
         elif args.cmd == "leftovers":

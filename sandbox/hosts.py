@@ -18,11 +18,15 @@ from pathlib import Path
 from sandbox import image, network, paths
 from sandbox.run import SandboxError, ok, run
 
+# A non-root login with sudo on every host, as on real hosts (the README's hosts file).
+ADMIN_USER = "admin"
+
 
 @dataclass(frozen=True)
 class HostSpec:
     name: str
     groups: tuple[str, ...] = ()
+    release: str = image.DEFAULT_RELEASE  # Debian 11, 12 or 13
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Host:
     address: str
     groups: list[str] = field(default_factory=list)
     pid: int | None = None  # the systemd-nspawn supervisor
+    release: str = image.DEFAULT_RELEASE
 
 
 @dataclass
@@ -70,13 +75,14 @@ class Lab:
         return cls(**{k: v for k, v in data.items() if k in known_lab})
 
 
-def default_specs(count: int) -> list[HostSpec]:
+def default_specs(count: int, release: str = image.DEFAULT_RELEASE) -> list[HostSpec]:
     """Host 1 is the primary (and scrape target); the others are plain hosts a test can give a
     role (a client inside or outside the allowed CIDRs, a replica)."""
     if count < 1:
         raise SandboxError("a lab needs at least one host")
-    specs = [HostSpec("db1", ("postgres_primary", "monitoring"))]
-    specs += [HostSpec(f"node{i}") for i in range(2, count + 1)]
+    image.suite_of(release)  # an unknown release fails here, before anything is booted
+    specs = [HostSpec("db1", ("postgres_primary", "monitoring"), release)]
+    specs += [HostSpec(f"node{i}", (), release) for i in range(2, count + 1)]
     return specs
 
 
@@ -87,21 +93,22 @@ def up(lab_name: str, specs: list[HostSpec]) -> Lab:
         down(lab_name)
         network.ensure_bridge()
         network.ensure_apt_proxy()
-        base = image.ensure_image(network.proxy_url())
+        bases = {s.release: image.ensure_image(network.proxy_url(), s.release) for s in specs}
         key = _ensure_ssh_key()
         index = _free_lab_index(lab_name)
         hosts = [
-            Host(f"{lab_name}-{s.name}", str(paths.host_address(index, i)), list(s.groups))
+            Host(f"{lab_name}-{s.name}", str(paths.host_address(index, i)), list(s.groups),
+                 release=s.release)
             for i, s in enumerate(specs, start=1)
         ]
         lab = Lab(lab_name, index, hosts, str(key), str(paths.LABS / lab_name / "known_hosts"))
         # Saved before booting (and before the lock is released): `down` finds everything even
         # if boot fails half-way, and no other lab takes this index or tears the bridge down.
         lab.save()
-    _write_known_hosts(lab, image.host_key(base))
+    _write_known_hosts(lab, {h.name: image.host_key(bases[h.release]) for h in hosts})
     try:
         for host in hosts:
-            host.pid = _boot(lab, host, base, key)
+            host.pid = _boot(lab, host, bases[host.release], key)
             lab.save()
         for host in hosts:
             _wait_ssh(lab, host)
@@ -254,6 +261,26 @@ def _personalize(lab: Lab, host: Host, root: Path, key: Path) -> None:
     ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
     (ssh / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
     (ssh / "authorized_keys").chmod(0o600)
+    _add_admin(root, key)
+
+
+def _add_admin(root: Path, key: Path) -> None:
+    """The login a real host gives its operator: ADMIN_USER, same key, passwordless sudo."""
+    if f"\n{ADMIN_USER}:" not in "\n" + (root / "etc/passwd").read_text():
+        run(["useradd", "--root", str(root), "--create-home", "--shell", "/bin/bash",
+             "--groups", "sudo", ADMIN_USER])
+    sudoers = root / "etc/sudoers.d/90-sandbox-admin"
+    sudoers.write_text(f"{ADMIN_USER} ALL=(ALL) NOPASSWD:ALL\n")
+    sudoers.chmod(0o440)
+    home = root / "home" / ADMIN_USER
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    (ssh / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
+    (ssh / "authorized_keys").chmod(0o600)
+    ids = (root / "etc/passwd").read_text().split(f"\n{ADMIN_USER}:", 1)[-1].split(":")
+    uid, gid = int(ids[1]), int(ids[2])
+    for path in (home, ssh, ssh / "authorized_keys"):
+        os.chown(path, uid, gid)
 
 
 def _wait_ssh(lab: Lab, host: Host, timeout: float = 60) -> None:
@@ -279,8 +306,8 @@ def _ensure_ssh_key() -> Path:
     return key
 
 
-def _write_known_hosts(lab: Lab, host_key: str) -> None:
-    lines = [f"{h.address},{h.name} ssh-ed25519 {host_key}" for h in lab.hosts]
+def _write_known_hosts(lab: Lab, host_keys: dict[str, str]) -> None:
+    lines = [f"{h.address},{h.name} ssh-ed25519 {host_keys[h.name]}" for h in lab.hosts]
     Path(lab.known_hosts).write_text("\n".join(lines) + "\n")
 
 

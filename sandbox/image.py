@@ -10,7 +10,10 @@ from pathlib import Path
 from sandbox import paths
 from sandbox.run import SandboxError, run
 
-SUITE = "bookworm"
+# Debian release (VERSION_ID) -> suite. Each release has its own base image; 12 is the default.
+RELEASES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
+DEFAULT_RELEASE = "12"
+SUITE = RELEASES[DEFAULT_RELEASE]
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "systemd",
@@ -25,25 +28,42 @@ PACKAGES = (
     "ca-certificates",
     "procps",
 )
-SOURCES = f"""deb {MIRROR} {SUITE} main
-deb {MIRROR} {SUITE}-updates main
-deb http://deb.debian.org/debian-security {SUITE}-security main
+
+
+def sources(suite: str) -> str:
+    return f"""deb {MIRROR} {suite} main
+deb {MIRROR} {suite}-updates main
+deb http://deb.debian.org/debian-security {suite}-security main
 """
 
 
-def image_id() -> str:
-    """Changes whenever what goes into the image changes, so a stale image is never reused."""
-    recipe = "|".join((SUITE, MIRROR, SOURCES, *PACKAGES, _customize.__doc__ or ""))
+SOURCES = sources(SUITE)
+
+
+def suite_of(release: str) -> str:
+    if release not in RELEASES:
+        raise SandboxError(f"release {release!r}: expected one of {', '.join(RELEASES)} "
+                           "(Debian 11, 12, 13)")
+    return RELEASES[release]
+
+
+def image_id(release: str = DEFAULT_RELEASE) -> str:
+    """Changes whenever what goes into the image changes, so a stale image is never reused.
+    (Debian 12's recipe is the one from before other releases existed: its image stays.)"""
+    suite = suite_of(release)
+    recipe = "|".join((suite, MIRROR, sources(suite), *PACKAGES, _customize.__doc__ or ""))
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
-def ensure_image(proxy: str) -> Path:
-    """Return the base image directory, building it through the apt proxy if missing."""
-    target = paths.IMAGES / f"bookworm-{image_id()}"
+def ensure_image(proxy: str, release: str = DEFAULT_RELEASE) -> Path:
+    """Return the release's base image directory, building it through the apt proxy if missing.
+    Called under the sandbox's machine-wide lock."""
+    suite = suite_of(release)
+    target = paths.IMAGES / f"{suite}-{image_id(release)}"
     if (target / ".complete").exists():
         return target
     paths.IMAGES.mkdir(parents=True, exist_ok=True)
-    for old in paths.IMAGES.iterdir():  # earlier recipes and half-built images
+    for old in stale_images(suite, target, Path("/proc/mounts").read_text()):
         shutil.rmtree(old, ignore_errors=True)
     building = target.with_name(target.name + ".building")
     started = time.monotonic()
@@ -54,15 +74,25 @@ def ensure_image(proxy: str) -> Path:
             "--include=" + ",".join(PACKAGES),
             f"--aptopt=Acquire::http::Proxy \"{proxy}\"",
             "--quiet",
-            SUITE,
+            suite,
             str(building),
-            SOURCES,
+            sources(suite),
         ]
     )
     _customize(building, proxy)
     (building / ".complete").write_text(f"built in {time.monotonic() - started:.1f}s\n")
     building.rename(target)
     return target
+
+
+def stale_images(suite: str, keep: Path, mounts: str) -> list[Path]:
+    """This release's earlier recipes and half-built images, except any a live host is
+    mounted on (`mounts`: /proc/mounts): other releases' images and images in use stay."""
+    if not paths.IMAGES.exists():
+        return []
+    return [p for p in paths.IMAGES.iterdir()
+            if p != keep and p.name.startswith(f"{suite}-") and f"lowerdir={p}," not in mounts
+            and f"lowerdir={p} " not in mounts]
 
 
 def _customize(root: Path, proxy: str) -> None:

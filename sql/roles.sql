@@ -7,7 +7,9 @@
 --                       CONNECT, USAGE on public, SELECT/INSERT/UPDATE/DELETE on the tables and
 --                       USAGE/SELECT on the sequences - no TRUNCATE, DDL, or temporary tables.
 --   bg_agents_readonly  dashboards, read replicas: SELECT only.
---   bg_agents_monitor   the exporter: pg_monitor (server statistics) + everything readonly has.
+--   bg_agents_monitor   the exporter: pg_monitor (server statistics) + the views of schema
+--                       bg_agents_monitor (sql/monitor_views.sql): the agents' tables without
+--                       their payload columns. Not a member of bg_agents_readonly.
 --
 -- Table privileges come from ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner, so every table a
 -- later migration creates is covered without touching this file; existing tables are granted
@@ -74,10 +76,18 @@ BEGIN
         GRANT pg_monitor TO bg_agents_monitor;
         RAISE NOTICE 'bgdb: granted pg_monitor to bg_agents_monitor';
     END IF;
-    IF NOT pg_has_role('bg_agents_monitor', 'bg_agents_readonly', 'MEMBER') THEN
-        GRANT bg_agents_readonly TO bg_agents_monitor;
-        RAISE NOTICE 'bgdb: granted bg_agents_readonly to bg_agents_monitor';
+    -- The monitor reads no payload: the views of sql/monitor_views.sql, not readonly's tables.
+    IF EXISTS (SELECT 1 FROM pg_auth_members
+               WHERE roleid = 'bg_agents_readonly'::regrole
+                 AND member = 'bg_agents_monitor'::regrole) THEN
+        REVOKE bg_agents_readonly FROM bg_agents_monitor;
+        RAISE NOTICE 'bgdb: revoked bg_agents_readonly from bg_agents_monitor';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'bg_agents_monitor') THEN
+        CREATE SCHEMA bg_agents_monitor AUTHORIZATION bg_agents_owner;
+        RAISE NOTICE 'bgdb: created schema bg_agents_monitor';
+    END IF;
+    GRANT USAGE ON SCHEMA bg_agents_monitor TO bg_agents_monitor;
 
     -- Database: nobody but our roles (and superusers) may connect or create temporary tables.
     EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', db);

@@ -15,7 +15,8 @@ __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 # Modules that boot their own lab and run for minutes: with `make test`'s two workers (pytest-xdist,
 # one file at a time per worker) they start first, so the rest runs beside them, not after.
 LONG_MODULES = ("tests/integration/deploy/test_replica.py",
-                "tests/integration/deploy/test_backup_host.py")
+                "tests/integration/deploy/test_backup_host.py",
+                "tests/integration/deploy/test_real_hosts.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -58,12 +58,12 @@ class Deployed:
         return path
 
 
-def _claim_lab() -> tuple[str, IO[str]]:
+def _claim_lab(base: str = LAB) -> tuple[str, IO[str]]:
     """A lab name no other live test session holds (an flock per name, released at exit), so
     concurrent runs on one machine never reboot each other's hosts."""
     paths.LABS.mkdir(parents=True, exist_ok=True)
     for i in range(paths.MAX_LABS - 1):
-        name = LAB if i == 0 else f"{LAB}{i + 1}"
+        name = base if i == 0 else f"{base}{i + 1}"
         lock = open(paths.LABS / f".{name}.lock", "w")  # noqa: SIM115 - held for the session
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

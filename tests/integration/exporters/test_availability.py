@@ -7,7 +7,6 @@ import base64
 import contextlib
 import datetime
 import gzip
-import hashlib
 import ipaddress
 import os
 import pwd
@@ -25,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import psycopg
 import pytest
 from cryptography import x509
@@ -213,7 +213,7 @@ def test_endpoint_with_tls_and_basic_auth(
         "listen_address": "127.0.0.1", "port": free_port(), "dsn": monitor_dsn,
         "tls_cert_file": str(cert), "tls_key_file": str(key),
         "basic_auth_username": "prometheus",
-        "basic_auth_password_sha256": hashlib.sha256(b"pa55word").hexdigest(),
+        "basic_auth_password_bcrypt": bcrypt.hashpw(b"pa55word", bcrypt.gensalt(4)).decode(),
     }
     _, registry = make_collector()
     cfg = build_config(settings)

@@ -23,7 +23,8 @@ from deploy.settings import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "backup_repo_host": "10.0.0.9"}
+BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "postgres_version": 15,
+        "backup_repo_host": "10.0.0.9"}
 
 
 def both_sides(**extra: object) -> tuple[str, str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
+import bcrypt
 import pytest
 
 from deploy import exporter
@@ -75,7 +75,16 @@ def test_config_is_valid_for_the_exporter(tmp_path: Any) -> None:
     assert cfg["dsn"] == ("host=/var/run/postgresql port=5432 dbname=background_agents "
                           "user=bg_agents_monitor passfile=/etc/bgdb-exporter/pgpass")
     assert "port=6432 dbname=pgbouncer user=bg_agents_monitor" in cfg["pgbouncer_dsn"]
-    assert cfg["basic_auth_password_sha256"] == hashlib.sha256(b"s3cret").hexdigest()
+    stored = cfg["basic_auth_password_bcrypt"]
+    assert bcrypt.checkpw(b"s3cret", stored.encode())
+    # The host's hash is kept while it matches (no rewrite, no restart); else a new one.
+    again = exporter.exporter_config(ex, pg, app, service_address="10.0.0.5", bouncer_port=6432,
+                                     backup_status_file=None, basic_auth_password="s3cret",
+                                     current_hash=stored)
+    assert again["basic_auth_password_bcrypt"] == stored
+    assert exporter.current_password_hash(exporter.render_config(cfg).splitlines()) == stored
+    other = exporter.password_hash("changed", stored)
+    assert other != stored and bcrypt.checkpw(b"changed", other.encode())
     text = exporter.render_config(cfg)
     assert "s3cret" not in text, "the configuration must not hold a password"
     # The exporter's own validation accepts it (sql_dir is checked on this machine's copy).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deploy.settings import Data, PostgresSettings, postgres_settings, server_config
 
-BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"]}
+BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "postgres_version": 15}
 
 
 def pg(**extra: object) -> PostgresSettings:

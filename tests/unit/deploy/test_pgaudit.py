@@ -15,7 +15,7 @@ from deploy.settings import (
     server_config,
 )
 
-BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"]}
+BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "postgres_version": 15}
 
 
 def pg(**extra: object) -> PostgresSettings:

@@ -20,7 +20,7 @@ from deploy.settings import (
     postgres_settings,
 )
 
-BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"]}
+BASE = {"postgres_allowed_cidrs": ["10.0.0.0/24"], "postgres_version": 15}
 
 
 def settings(env: dict[str, str] | None = None, **data: Any) -> PgBouncerSettings:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from exporters.config import (
@@ -67,8 +67,8 @@ def test_sql_params_are_what_the_sql_files_use() -> None:
         ({"dsn": " "}, "dsn"),
         ({"dsn": None}, "dsn"),
         ({"basic_auth_username": "prom"}, "basic_auth_username"),
-        ({"basic_auth_username": "prom", "basic_auth_password_sha256": "secret"},
-         "basic_auth_password_sha256"),
+        ({"basic_auth_username": "prom", "basic_auth_password_bcrypt": "secret"},
+         "basic_auth_password_bcrypt"),
         ({"tls_cert_file": "/nonexistent/cert.pem", "tls_key_file": "/nonexistent/key.pem"},
          "tls_cert_file"),
         ({"tls_key_file": "/etc/hostname"}, "tls_cert_file"),
@@ -86,10 +86,10 @@ def test_basic_auth_and_tls_accepted_when_complete(tmp_path: Path) -> None:
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("x")
     key.write_text("x")
-    digest = hashlib.sha256(b"s3cret").hexdigest()
-    cfg = build_config({"basic_auth_username": "prom", "basic_auth_password_sha256": digest,
+    digest = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    cfg = build_config({"basic_auth_username": "prom", "basic_auth_password_bcrypt": digest,
                         "tls_cert_file": str(cert), "tls_key_file": str(key)})
-    assert cfg.basic_auth_password_sha256 == digest
+    assert cfg.basic_auth_password_bcrypt == digest
 
 
 def test_unreadable_or_invalid_file(tmp_path: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 
+import bcrypt
 import pytest
 
 from exporters.http import check_basic_auth, gzip_accepted
 
-DIGEST = hashlib.sha256(b"s3cret:with:colons").hexdigest()
+DIGEST = bcrypt.hashpw(b"s3cret:with:colons", bcrypt.gensalt(4)).decode()
 
 
 def header(user: str, password: str) -> str:
@@ -34,6 +34,10 @@ def test_right_credentials() -> None:
 )
 def test_refused(value: str | None) -> None:
     assert not check_basic_auth(value, "prom", DIGEST)
+
+
+def test_a_hash_that_is_not_bcrypt_refuses_everything() -> None:
+    assert not check_basic_auth(header("prom", "s3cret:with:colons"), "prom", "not-a-hash")
 
 
 def test_gzip_accepted() -> None:
