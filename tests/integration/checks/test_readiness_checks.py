@@ -59,9 +59,12 @@ BREAKAGES = [
              "systemctl start postgresql@15-main", "is not running"),
     Breakage("test_ssl_on_and_enforced", sql("ALTER SYSTEM SET ssl = off") + " && " + RELOAD,
              sql("ALTER SYSTEM RESET ssl") + " && " + RELOAD, "ssl is off"),
+    # The restore removes exactly the appended line: the bundle's own pg_hba has
+    # `hostnossl all all 0.0.0.0/0 reject`, which must stay.
     Breakage("test_no_public_access",
              f"echo 'hostssl all all 0.0.0.0/0 scram-sha-256' >> {HBA}",
-             f"sed -i '/0.0.0.0\\/0/d' {HBA}", "the database is open to the Internet"),
+             f"sed -i '/^hostssl all all 0\\.0\\.0\\.0\\/0 scram-sha-256$/d' {HBA}",
+             "the database is open to the Internet"),
     Breakage("test_pg_hba_strict", f"echo 'host all all 10.231.0.99/32 trust' >> {HBA}",
              f"sed -i '/10.231.0.99/d' {HBA}", "weak or broken pg_hba lines"),
     Breakage("test_password_encryption",
