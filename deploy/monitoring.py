@@ -20,7 +20,7 @@ from pyinfra.api import deploy
 from pyinfra.api.inventory import Inventory
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, exporter, secrets
+from deploy import certs, exporter, hostfacts, secrets
 from deploy.monitoring_config import (
     ALERTMANAGER_PORT,
     CA_FILE,
@@ -78,7 +78,8 @@ def install_node_exporter(ms: MonitoringSettings) -> None:
         return  # an installed one is left alone: another tool may use it
     # The defaults file first: the package starts the service with it, never on every interface.
     args = files.put(name="Write the node exporter's arguments",
-                     src=StringIO(defaults_file(node_exporter_args(_address(host)))),
+                     src=StringIO(defaults_file(node_exporter_args(
+                         _address(host), host.get_fact(hostfacts.Facts).os_version))),
                      dest="/etc/default/prometheus-node-exporter", mode="0644")
     apt.packages(name="Install the node exporter", packages=["prometheus-node-exporter"],
                  cache_time=86400, no_recommends=True)

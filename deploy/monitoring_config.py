@@ -177,9 +177,12 @@ FS_TYPES_EXCLUDE = ("^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|d
                     "selinuxfs|squashfs|sysfs|tracefs)$")
 
 
-def node_exporter_args(address: str) -> str:
+def node_exporter_args(address: str, debian_version: str = "") -> str:
+    # node_exporter 1.3 renamed the flag; Debian 11 ships 1.1.2, which refuses the new name
+    # (the unit then fails at start).
+    exclude = ("ignored-fs-types" if debian_version == "11" else "fs-types-exclude")
     return (f"--web.listen-address={address}:{NODE_EXPORTER_PORT} "
-            f"--collector.filesystem.fs-types-exclude={FS_TYPES_EXCLUDE}")
+            f"--collector.filesystem.{exclude}={FS_TYPES_EXCLUDE}")
 
 
 def defaults_file(args: str) -> str:

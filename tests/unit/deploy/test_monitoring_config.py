@@ -94,6 +94,14 @@ def test_arguments_retention_and_listen_address() -> None:
     assert "overlay" not in node_exporter_args("10.0.0.1")
 
 
+def test_node_exporter_filesystem_flag_follows_the_release() -> None:
+    # Debian 11's node_exporter 1.1.2 knows only the pre-1.3 flag name.
+    assert "--collector.filesystem.ignored-fs-types=" in node_exporter_args("10.0.0.1", "11")
+    for release in ("12", "13", ""):
+        assert "--collector.filesystem.fs-types-exclude=" in node_exporter_args("10.0.0.1",
+                                                                                release)
+
+
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
 def test_rendered_config_passes_promtool(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
