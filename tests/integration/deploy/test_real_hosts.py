@@ -37,8 +37,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_MAJOR = {"11": 13, "13": 17}
 # The only readiness items a fresh deploy may fail: they need evidence host state cannot give.
-EVIDENCE_ITEMS = {"test_load_tested": "no load test evidence",
-                  "test_restore_tested": "no restore of this primary's backups"}
+# The evidence file is the checkout's: absent in a clean clone, or (after `make demo`) holding
+# runs against other hosts; either way there is none for this host.
+EVIDENCE_ITEMS = {"test_load_tested": ("no load test evidence", "no load test of "),
+                  "test_restore_tested": ("no restore of this primary's backups",)}
 
 
 @dataclass
@@ -159,7 +161,8 @@ def test_deploy_then_check_green(real_hosts: dict[str, RealHost], release: str,
     assert not not_evidence, f"Debian {release}: readiness checks failed: {not_evidence}"
     for name, msg in failed.items():
         item = name.split("[")[0]
-        assert EVIDENCE_ITEMS[item] in msg, f"{name} failed for another reason: {msg}"
+        assert any(reason in msg for reason in EVIDENCE_ITEMS[item]), \
+            f"{name} failed for another reason: {msg}"
     assert passed >= 35, f"only {passed} checks passed"
     assert rc == (1 if failed else 0)
 
