@@ -9,6 +9,7 @@ import shlex
 import pytest
 
 from bgdb.remote import Target
+from deploy.settings import SET_USER_MAJORS, SET_USER_MISSING
 
 
 def _mode_owner(t: Target, path: str) -> tuple[str, str]:
@@ -119,6 +120,22 @@ def test_cis_5_7_auth_delay(db: Target) -> None:
     got = db.value("SELECT setting FROM pg_settings WHERE name = 'auth_delay.milliseconds'")
     assert got == str(db.pg.auth_delay_ms) and got != "0", \
         f"auth_delay.milliseconds = {got}, expected {db.pg.auth_delay_ms} (CIS 5.7)"
+
+
+def test_cis_4_8_set_user(db: Target) -> None:
+    """CIS 4.8: superuser escalation goes through set_user (preloaded, logged), granted to no one"""
+    if db.pg.version not in SET_USER_MAJORS:
+        pytest.skip(f"not available: {SET_USER_MISSING} (CIS 4.8)")
+    libs = db.setting("shared_preload_libraries")
+    assert "set_user" in libs.split(","), \
+        f"set_user is not in shared_preload_libraries ('{libs}') (CIS 4.8)"
+    app = db.app.database
+    installed = db.value("SELECT extversion FROM pg_extension WHERE extname = 'set_user'", app)
+    assert installed, f"extension set_user is not installed in database {app} (CIS 4.8)"
+    public = db.value("SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p "
+                      "WHERE p.proname IN ('set_user', 'set_user_u') "
+                      "AND has_function_privilege('public', p.oid, 'EXECUTE')", app)
+    assert not public, f"PUBLIC may execute {public}: anyone may escalate (CIS 4.8)"
 
 
 FORWARD_SECRET = ("ECDHE", "DHE", "!")

@@ -30,7 +30,8 @@ CA_PATH = "/etc/bgdb/ca.crt"
 
 def packages(pg: PostgresSettings) -> list[str]:
     audit = [f"postgresql-{pg.version}-pgaudit"] if pg.pgaudit else []
-    return [f"postgresql-{pg.version}", *audit, "nftables", "sudo"]  # + pylibs: psycopg 3
+    set_user = [f"postgresql-{pg.version}-set-user"] if pg.set_user_installed else []
+    return [f"postgresql-{pg.version}", *audit, *set_user, "nftables", "sudo"]  # + pylibs: psycopg 3
 
 
 def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:

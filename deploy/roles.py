@@ -31,6 +31,11 @@ def configure_roles(pg: PostgresSettings, app: AppSettings) -> None:
         # and name to DDL lines (pgaudit README, "Settings"). Replicas get it by replication.
         pgsql.extension(name="Create extension pgaudit", ext="pgaudit",
                         database_name=app.database, port=port)
+    if pg.set_user_installed:
+        # CIS 4.8: escalation through set_user()/set_user_u() is logged; its script revokes
+        # EXECUTE from PUBLIC, so only roles granted it (none by default) may escalate.
+        pgsql.extension(name="Create extension set_user", ext="set_user",
+                        database_name=app.database, port=port)
     for role, env in login_roles(app).items():
         limit = f"CONNECTION LIMIT {pg.app_connection_limit}" if role == app.user else \
             "CONNECTION LIMIT 20"

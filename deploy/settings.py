@@ -58,6 +58,11 @@ def app_settings(data: Data) -> AppSettings:
 
 # What the readiness check proves is logged: schema and privilege changes (CIS 3.2).
 PGAUDIT_REQUIRED = frozenset(("ddl", "role"))
+# The majors whose Debian release packages set_user (postgresql-N-set-user): 15 (Debian 12,
+# 4.0.1) and 17 (Debian 13, 4.1.0). Debian 11 has no postgresql-13-set-user (apt-cache policy
+# on bullseye, bullseye-updates and -security knows no such package).
+SET_USER_MAJORS = frozenset((15, 17))
+SET_USER_MISSING = "Debian 11 (bullseye) packages no set_user for PostgreSQL 13"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class PostgresSettings:
     superuser_connection_limit: int = 10  # CIS 5.5 (superusers are exempt: intent only)
     password_check: bool = True  # passwordcheck preloaded (CIS 5.6)
     auth_delay_ms: int = 500  # auth_delay preloaded when > 0 (CIS 5.7)
+    set_user: bool = True  # set_user preloaded and created where packaged (CIS 4.8)
     log_min_duration_ms: int = 1000  # the seed's slow-statement threshold (pgBadger reads it)
 
     @property
@@ -113,7 +119,13 @@ class PostgresSettings:
         """shared_preload_libraries the bundle needs (roles.py creates their extensions)."""
         return ("pg_stat_statements", *(("pgaudit",) if self.pgaudit else ()),
                 *(("passwordcheck",) if self.password_check else ()),
-                *(("auth_delay",) if self.auth_delay_ms else ()))
+                *(("auth_delay",) if self.auth_delay_ms else ()),
+                *(("set_user",) if self.set_user_installed else ()))
+
+    @property
+    def set_user_installed(self) -> bool:
+        """set_user wanted and packaged by the distribution for this major (CIS 4.8)."""
+        return self.set_user and self.version in SET_USER_MAJORS
 
     @property
     def auth_config(self) -> dict[str, str]:
@@ -209,6 +221,7 @@ def postgres_settings(data: Data) -> PostgresSettings:
         superuser_connection_limit=data.get("postgres_superuser_connection_limit"),
         password_check=data.get("postgres_password_check"),
         auth_delay_ms=data.get("postgres_auth_delay_ms"),
+        set_user=data.get("postgres_set_user"),
         log_min_duration_ms=data.get("postgres_log_min_duration_ms"),
     )
 

@@ -340,6 +340,8 @@ KEYS_LIST: tuple[Key, ...] = (
         "passwords under 8 characters or without letters and digits refused (CIS 5.6)"),
     Key("postgres_auth_delay_ms", Int(0, 60000), 500, "security", "auth_delay: each failed "
         "login waits this long, holding a connection slot (CIS 5.7); 0 = not loaded"),
+    Key("postgres_set_user", Flag(), True, "security", "set_user extension (CIS 4.8): logged "
+        "superuser escalation; preloaded (restart); not packaged for PostgreSQL 13 (Debian 11)"),
     # audit logging (pgaudit, CIS 3.2)
     Key("postgres_pgaudit", Flag(), True, "audit", "False: the next deploy drops the extension"),
     Key("postgres_pgaudit_log", AuditClasses(PGAUDIT_CLASSES), ["ddl", "role"], "audit",

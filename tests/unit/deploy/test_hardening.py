@@ -29,3 +29,18 @@ def test_auth_delay_zero_and_password_check_off_load_nothing() -> None:
     libs = conf["shared_preload_libraries"].split(",")
     assert "auth_delay" not in libs and "passwordcheck" not in libs
     assert "auth_delay.milliseconds" not in conf
+
+
+def test_set_user_where_debian_packages_it() -> None:
+    """CIS 4.8: set_user preloaded and installed for PostgreSQL 15 and 17 (Debian 12, 13); 13
+    (Debian 11) has no package, so nothing names it there; off loads nothing."""
+    from deploy.postgres import packages
+
+    for version, wanted in ((15, True), (17, True), (13, False)):
+        settings = pg(postgres_version=version)
+        libs = server_config(settings, 2 << 20, 2)["shared_preload_libraries"].split(",")
+        assert ("set_user" in libs, f"postgresql-{version}-set-user" in packages(settings)) \
+            == (wanted, wanted), version
+    off = pg(postgres_set_user=False)
+    assert not off.set_user_installed
+    assert "set_user" not in server_config(off, 2 << 20, 2)["shared_preload_libraries"]
