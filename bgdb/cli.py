@@ -76,7 +76,7 @@ def where_text(hosts: list[InventoryHost], primary: InventoryHost) -> str:
         f"database {app.database}",
         f'  pgcli:    PGPASSWORD="$(cat {pwfile})" pgcli "host={primary.address} port={app.port} '
         f'dbname={app.database} user={app.user} sslmode=verify-full sslrootcert={ca}"',
-        "            or .venv/bin/bgdb connect (the same; --role readonly|monitor, "
+        "            or .venv/bin/bgdb connect (the same; --role readonly|monitor|ops, "
         "--via pgbouncer)",
         f'  agents:   "host={primary.address} port={bouncer} dbname={app.database} '
         f'user={app.user} sslmode=verify-full sslrootcert={ca}" (PgBouncer; '
@@ -202,12 +202,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("connect", usage="bgdb connect [HOST] [--via pgbouncer] "
-                       "[--role app|readonly|monitor] [-- PGCLI OPTIONS]",
+                       "[--role app|readonly|monitor|ops] [-- PGCLI OPTIONS]",
                        help="pgcli on a database host (TLS verify-full, no password on the "
                        "command line)")
     p.add_argument("host", nargs="?", help="inventory name or address (default: the primary)")
     p.add_argument("--via", choices=("pgbouncer",), help="through PgBouncer (port 6432)")
-    p.add_argument("--role", choices=("app", "readonly", "monitor"), default="app",
+    p.add_argument("--role", choices=("app", "readonly", "monitor", "ops"), default="app",
                    help="login role (default: app, the agents' role)")
     p.set_defaults(func=cmd_connect)
 

@@ -25,8 +25,9 @@ from deploy import secrets
 from deploy.hostdata import InventoryHost
 from deploy.settings import AppSettings, Data, app_settings, pgbouncer_port, postgres_settings
 
-ROLES = ("app", "readonly", "monitor")
+ROLES = ("app", "readonly", "monitor", "ops")
 READONLY_ROLE = "bg_agents_readonly"
+OPS_ROLE = "bg_agents_ops"  # troubleshooting: every session's query text, no table
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def role_name(role: str, app: AppSettings) -> tuple[str, str | None]:
         return READONLY_ROLE, None
     if role == "monitor":
         return MONITOR_ROLE, None
+    if role == "ops":
+        return OPS_ROLE, None
     raise OperatorError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
 
 

@@ -31,7 +31,8 @@ CA_PATH = "/etc/bgdb/ca.crt"
 def packages(pg: PostgresSettings) -> list[str]:
     audit = [f"postgresql-{pg.version}-pgaudit"] if pg.pgaudit else []
     set_user = [f"postgresql-{pg.version}-set-user"] if pg.set_user_installed else []
-    return [f"postgresql-{pg.version}", *audit, *set_user, "nftables", "sudo"]  # + pylibs: psycopg 3
+    # + pylibs: psycopg 3
+    return [f"postgresql-{pg.version}", *audit, *set_user, "nftables", "sudo"]
 
 
 def listen_addresses(pg: PostgresSettings, service_address: str) -> list[str]:

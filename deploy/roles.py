@@ -10,12 +10,13 @@ from deploy.settings import AppSettings, PostgresSettings
 OWNER = "bg_agents_owner"
 READONLY = "bg_agents_readonly"
 MONITOR = "bg_agents_monitor"
+OPS = "bg_agents_ops"  # the humans' troubleshooting login (pg_monitor, no table privileges)
 ADMIN = "bgdb_admin"
 
 
 def login_roles(app: AppSettings) -> dict[str, str]:
     """Login role -> where its password comes from (the app's may come from the environment)."""
-    return {app.user: "POSTGRESQL_PASSWORD", READONLY: "", MONITOR: ""}
+    return {app.user: "POSTGRESQL_PASSWORD", READONLY: "", MONITOR: "", OPS: ""}
 
 
 @deploy("Create the database, roles and passwords")

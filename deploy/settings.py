@@ -445,9 +445,10 @@ def upgrade_settings(data: Data) -> UpgradeSettings:
 
 PGBOUNCER_AUTH_USER = "pgbouncer"
 # Roles that get a server pool through PgBouncer: the roles pg_hba lets in over the local socket
-# to the application database (postgres.hba_roles + the monitor), and the auth_user itself.
+# to the application database (postgres.hba_roles + the monitor and ops roles), and the
+# auth_user itself.
 PGBOUNCER_POOL_ROLES = ("bg_agents_user", "bg_agents_readonly", "bg_agents_monitor",
-                        PGBOUNCER_AUTH_USER)
+                        "bg_agents_ops", PGBOUNCER_AUTH_USER)
 PGBOUNCER_PROCESSES = 1  # one pgbouncer per database host
 
 

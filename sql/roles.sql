@@ -7,9 +7,16 @@
 --                       CONNECT, USAGE on public, SELECT/INSERT/UPDATE/DELETE on the tables and
 --                       USAGE/SELECT on the sequences - no TRUNCATE, DDL, or temporary tables.
 --   bg_agents_readonly  dashboards, read replicas: SELECT only.
---   bg_agents_monitor   the exporter: pg_monitor (server statistics) + the views of schema
---                       bg_agents_monitor (sql/monitor_views.sql): the agents' tables without
---                       their payload columns. Not a member of bg_agents_readonly.
+--   bg_agents_monitor   the exporter: the views and functions of schema bg_agents_monitor
+--                       (sql/monitor_views.sql) and nothing else: the agents' tables without
+--                       their payload columns, server statistics without query texts. Not a
+--                       member of bg_agents_readonly nor of pg_monitor (pg_read_all_stats would
+--                       show it every session's query, literals and passwords included).
+--   bg_agents_stats     NOLOGIN, pg_monitor: owns the SECURITY DEFINER functions of schema
+--                       bg_agents_monitor, which return the monitor the statistics it publishes.
+--   bg_agents_ops       the humans' troubleshooting login (the seed's troubleshooting queries,
+--                       `bgdb connect --role ops`): pg_monitor, so it sees every session's query
+--                       text and pg_stat_statements' texts; no table privileges (no payloads).
 --
 -- Table privileges come from ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner, so every table a
 -- later migration creates is covered without touching this file; existing tables are granted
@@ -21,8 +28,8 @@
 --   bgdb.app_user               default bg_agents_user
 --   bgdb.app_connection_limit   enforced when set; a new app role gets 100 when unset
 --   bgdb.connect_roles          optional, comma-separated: more roles granted CONNECT
--- (bg_agents_readonly and bg_agents_monitor are created with a limit of 20; an existing role's
--- limit is left to the deploy.)
+-- (bg_agents_readonly, bg_agents_monitor and bg_agents_ops are created with a limit of 20; an
+-- existing role's limit is left to the deploy.)
 -- e.g.  PGOPTIONS='-c bgdb.app_user=agents' psql -v ON_ERROR_STOP=1 -d agents -f sql/roles.sql
 -- Changes are reported as NOTICEs starting with "bgdb:" (the migration runner prints them).
 
@@ -41,7 +48,9 @@ BEGIN
         SELECT * FROM (VALUES ('bg_agents_owner', false, -1, -1),
                               (app, true, app_limit, coalesce(app_limit, 100)),
                               ('bg_agents_readonly', true, NULL, 20),
-                              ('bg_agents_monitor', true, NULL, 20))
+                              ('bg_agents_monitor', true, NULL, 20),
+                              ('bg_agents_stats', false, -1, -1),
+                              ('bg_agents_ops', true, NULL, 20))
                       AS v (name, login, want_limit, create_limit)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name AND rolsuper) THEN
@@ -72,9 +81,18 @@ BEGIN
     END LOOP;
 
     -- Role memberships (checked first: a repeated GRANT only adds a notice, but stays quiet).
-    IF NOT pg_has_role('bg_agents_monitor', 'pg_monitor', 'MEMBER') THEN
-        GRANT pg_monitor TO bg_agents_monitor;
-        RAISE NOTICE 'bgdb: granted pg_monitor to bg_agents_monitor';
+    FOR r IN SELECT unnest(ARRAY['bg_agents_stats', 'bg_agents_ops']) AS name LOOP
+        IF NOT pg_has_role(r.name, 'pg_monitor', 'MEMBER') THEN
+            EXECUTE format('GRANT pg_monitor TO %I', r.name);
+            RAISE NOTICE 'bgdb: granted pg_monitor to %', r.name;
+        END IF;
+    END LOOP;
+    -- The exporter gets its statistics through bg_agents_stats' functions (monitor_views.sql).
+    IF EXISTS (SELECT 1 FROM pg_auth_members
+               WHERE roleid = 'pg_monitor'::regrole
+                 AND member = 'bg_agents_monitor'::regrole) THEN
+        REVOKE pg_monitor FROM bg_agents_monitor;
+        RAISE NOTICE 'bgdb: revoked pg_monitor from bg_agents_monitor';
     END IF;
     -- The monitor reads no payload: the views of sql/monitor_views.sql, not readonly's tables.
     IF EXISTS (SELECT 1 FROM pg_auth_members
@@ -91,8 +109,8 @@ BEGIN
 
     -- Database: nobody but our roles (and superusers) may connect or create temporary tables.
     EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', db);
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, bg_agents_readonly, bg_agents_monitor',
-                   db, app);
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, bg_agents_readonly, bg_agents_monitor,'
+                   ' bg_agents_ops', db, app);
     -- Other roles that must connect (e.g. PgBouncer's auth_user, which runs its auth_query in
     -- this database): existing roles named in bgdb.connect_roles (comma-separated).
     FOR r IN
@@ -107,8 +125,9 @@ BEGIN
     -- Schema: only the owner creates objects in public.
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;
     GRANT USAGE, CREATE ON SCHEMA public TO bg_agents_owner;
-    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I, bg_agents_readonly, bg_agents_monitor',
-                   app);
+    -- bg_agents_ops: pg_stat_statements' view is there; bg_agents_stats: its function.
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I, bg_agents_readonly, bg_agents_monitor,'
+                   ' bg_agents_ops, bg_agents_stats', app);
 
     -- Future objects of the owner (every later migration).
     EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE bg_agents_owner IN SCHEMA public'

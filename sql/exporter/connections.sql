@@ -3,6 +3,6 @@
 SELECT
     coalesce(state, 'unknown') AS state,
     count(*) AS bgdb_pg_connections
-FROM pg_stat_activity
+FROM bg_agents_monitor.activity()  -- pg_stat_activity without query texts (monitor_views.sql)
 WHERE backend_type = 'client backend'
 GROUP BY 1

@@ -3,7 +3,7 @@
 -- (0 when none is busy). pg_blocking_pids() runs only for the waiting backends.
 WITH busy AS (
     SELECT pid, wait_event_type
-    FROM pg_stat_activity
+    FROM bg_agents_monitor.activity()  -- pg_stat_activity without query texts
     WHERE backend_type = 'client backend'
       AND state IS DISTINCT FROM 'idle'
       AND pid <> pg_backend_pid()

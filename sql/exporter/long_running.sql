@@ -11,6 +11,6 @@ SELECT
     ) AS bgdb_pg_longest_query_seconds,
     coalesce(max(extract(epoch FROM now() - xact_start)), 0) AS bgdb_pg_longest_transaction_seconds,
     count(*) FILTER (WHERE state LIKE 'idle in transaction%%') AS bgdb_pg_idle_in_transaction
-FROM pg_stat_activity
+FROM bg_agents_monitor.activity()  -- pg_stat_activity without query texts (monitor_views.sql)
 WHERE backend_type = 'client backend'
   AND pid <> pg_backend_pid()

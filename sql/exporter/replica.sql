@@ -7,6 +7,5 @@ SELECT
     END AS bgdb_pg_replica_lag_seconds,
     pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
         AS bgdb_pg_replica_replay_lag_bytes,
-    (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')
-        AS bgdb_pg_replica_streaming
+    bg_agents_monitor.wal_receivers_streaming() AS bgdb_pg_replica_streaming
 WHERE pg_is_in_recovery()

@@ -8,4 +8,4 @@ SELECT
         replay_lsn
     ) AS bgdb_pg_replication_lag_bytes,
     coalesce(extract(epoch FROM replay_lag), 0) AS bgdb_pg_replication_replay_lag_seconds
-FROM pg_stat_replication
+FROM bg_agents_monitor.replication()  -- pg_stat_replication's columns read here

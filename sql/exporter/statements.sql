@@ -1,11 +1,12 @@
 -- Counters for the latency histogram (see exporters/latency.py for what it covers).
--- pg_stat_statements(false) skips reading the query texts file, the costly part of the view.
+-- bg_agents_monitor.statements() (monitor_views.sql) is pg_stat_statements(false), which skips
+-- reading the query texts file (the costly part of the view), with the query ids of every
+-- role's statements and never a text.
 -- Only the connected (agents) database, top-level statements, not the exporter's own role.
 -- One JSON array of the rows (json_rows in exporters/queries.py): there may be thousands of
 -- entries, and the pure-Python client pays per value fetched.
--- The same text parses on PostgreSQL 13 (Debian 11): `toplevel` and pg_stat_statements_info
--- are 14+, so the first is read through to_jsonb (absent: every entry is top-level, as with
--- the default pg_stat_statements.track = top) and the second only where it exists.
+-- The same text parses on PostgreSQL 13 (Debian 11): pg_stat_statements_info is 14+, so it is
+-- read only where it exists (the function reads 14's `toplevel` the same way).
 SELECT coalesce(json_agg(t), '[]') AS rows
 FROM (
     SELECT
@@ -19,11 +20,7 @@ FROM (
                        query_to_xml('SELECT stats_reset FROM pg_stat_statements_info',
                                     false, true, '')))[1]::text::timestamptz
          WHERE to_regclass('pg_stat_statements_info') IS NOT NULL) AS stats_reset
-    FROM (
-        SELECT s.userid, s.dbid, s.queryid, s.calls, s.total_exec_time,
-               coalesce((to_jsonb(s) ->> 'toplevel')::boolean, true) AS toplevel
-        FROM pg_stat_statements(false) AS s
-    ) AS s
+    FROM bg_agents_monitor.statements() AS s
     WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND s.userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
       AND s.toplevel

@@ -24,7 +24,8 @@ def pg(**extra: object) -> PostgresSettings:
 
 def test_defaults_preload_pgaudit_for_ddl_and_role_without_parameters() -> None:
     conf = server_config(pg(), 2 << 20, 2)
-    assert conf["shared_preload_libraries"] == "pg_stat_statements,pgaudit,passwordcheck,auth_delay,set_user"
+    assert conf["shared_preload_libraries"] \
+        == "pg_stat_statements,pgaudit,passwordcheck,auth_delay,set_user"
     assert (conf["pgaudit.log"], conf["pgaudit.log_relation"], conf["pgaudit.log_parameter"]) \
         == ("ddl, role", "off", "off")
     drop_in = render("bgdb.conf.j2", pg=pg(), conf=conf, tuned_for="t",
@@ -40,7 +41,8 @@ def test_package_follows_the_major_version() -> None:
 
 def test_audit_off_leaves_no_pgaudit_line() -> None:
     conf = server_config(pg(postgres_pgaudit=False), 2 << 20, 2)
-    assert conf["shared_preload_libraries"] == "pg_stat_statements,passwordcheck,auth_delay,set_user"
+    assert conf["shared_preload_libraries"] \
+        == "pg_stat_statements,passwordcheck,auth_delay,set_user"
     assert not [k for k in conf if k.startswith("pgaudit")]
 
 

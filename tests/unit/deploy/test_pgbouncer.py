@@ -46,8 +46,9 @@ def test_pool_roles_cover_every_role_pg_hba_lets_in_locally() -> None:
     d = Data({**BASE, "app_user": "agents"}, env={})
     app = app_settings(d)
     b = pgbouncer_settings(d, app, postgres_settings(d))
-    assert set(postgres.hba_roles(app)) | {roles.MONITOR, b.auth_user} == set(b.pool_users)
-    assert b.server_connections == (10 + 5) * 1 * 5 * 1
+    assert set(postgres.hba_roles(app)) | {roles.MONITOR, roles.OPS, b.auth_user} \
+        == set(b.pool_users)
+    assert b.server_connections == (10 + 5) * 1 * 6 * 1
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -64,24 +65,24 @@ def test_sizing_guard_names_the_numbers() -> None:
         settings({"POSTGRESQL_POOL_SIZE": "500"}, postgres_overrides={"max_connections": "100"})
     assert str(err.value) == (
         "settings error: pgbouncer_default_pool_size = 500 (from POSTGRESQL_POOL_SIZE): "
-        "(500 pool + 5 reserve) x 1 database(s) x 4 roles x 1 process(es) "
-        "+ 3 superuser_reserved_connections = 2023 server connections exceed max_connections 100")
+        "(500 pool + 5 reserve) x 1 database(s) x 5 roles x 1 process(es) "
+        "+ 3 superuser_reserved_connections = 2528 server connections exceed max_connections 100")
 
 
 def test_sizing_guard_allows_an_exact_fit() -> None:
-    # (20 + 5) x 4 roles + 3 reserved = 103
-    b = settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "103"})
+    # (20 + 5) x 5 roles + 3 reserved = 128
+    b = settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "128"})
     assert b.server_connections + 3 == b.max_connections
-    with pytest.raises(SettingsError, match="= 103 server connections exceed max_connections 102"):
-        settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "102"})
+    with pytest.raises(SettingsError, match="= 128 server connections exceed max_connections 127"):
+        settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "127"})
 
 
 def test_sizing_guard_uses_the_reserved_connections_and_workload() -> None:
-    with pytest.raises(SettingsError, match="x 4 roles"):
-        settings(postgres_workload="dw")  # dw: 40 connections < (10 + 5) x 4 + 3
-    fits = settings(postgres_workload="dw", pgbouncer_default_pool_size=9,
+    with pytest.raises(SettingsError, match="x 5 roles"):
+        settings(postgres_workload="dw")  # dw: 40 connections < (10 + 5) x 5 + 3
+    fits = settings(postgres_workload="dw", pgbouncer_default_pool_size=7,
                     pgbouncer_reserve_pool_size=0)
-    assert fits.server_connections + 3 == 39 <= fits.max_connections == 40
+    assert fits.server_connections + 3 == 38 <= fits.max_connections == 40
 
 
 @pytest.mark.parametrize(("data", "message"), [
