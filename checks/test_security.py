@@ -160,7 +160,8 @@ def test_pgbouncer_log_not_world_readable(db: Target) -> None:
     assert int(mode, 8) & 0o027 == 0, f"{path} is mode {mode}, expected 0640 or stricter"
 
 
-# The monitor role's payload-free path (sql/monitor_views.sql): no payload column readable.
+# The monitor role's payload-free path (sql/monitor_views.sql): no payload column readable, no
+# other session's query text (not in pg_monitor/pg_read_all_stats; its functions return none).
 PAYLOAD_COLUMNS = """
 SELECT string_agg(format('%s.%s', c.relname, a.attname), ', ' ORDER BY c.relname, a.attnum)
 FROM pg_class c
@@ -169,11 +170,23 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', '
   AND NOT c.relispartition
   AND (a.atttypid IN ('json'::regtype, 'jsonb'::regtype, 'bytea'::regtype)
        OR a.attname IN ('prompt', 'response', 'content', 'message'))
-  AND a.attname <> 'metrics'
   AND has_column_privilege('bg_agents_monitor', c.oid, a.attnum, 'SELECT')"""
+QUERY_TEXT = """
+SELECT concat_ws(', ',
+    CASE WHEN pg_has_role('bg_agents_monitor', 'pg_read_all_stats', 'USAGE')
+         THEN 'pg_read_all_stats (every session''s query text)' END,
+    (SELECT string_agg(p.oid::regprocedure::text || ' returns query', ', ')
+     FROM pg_proc p
+     WHERE 'query' = ANY (p.proargnames)
+       AND has_function_privilege('bg_agents_monitor', p.oid, 'EXECUTE')
+       AND p.prosecdef))"""
 
 
 def test_monitor_role_reads_no_payload(db: Target) -> None:
-    """The monitor role (exporter) can read no payload column of the agents' tables"""
-    readable = db.value(PAYLOAD_COLUMNS)
-    assert not readable, f"bg_agents_monitor can read payload columns: {readable}"
+    """The monitor role (exporter) reads no payload column and no other session's query text"""
+    app = db.app.database
+    readable = db.value(PAYLOAD_COLUMNS, app)
+    texts = db.value(QUERY_TEXT, app)
+    problems = [*([f"payload columns: {readable}"] if readable else []),
+                *([f"query texts: {texts}"] if texts else [])]
+    assert not problems, f"bg_agents_monitor can read {'; '.join(problems)}"

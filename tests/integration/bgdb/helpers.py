@@ -24,6 +24,7 @@ APP = migrate.DEFAULT_APP_USER
 OWNER = migrate.DEFAULT_OWNER
 READONLY = "bg_agents_readonly"
 MONITOR = "bg_agents_monitor"
+OPS = "bg_agents_ops"
 
 
 def copy_sql(tmp_path: Path) -> Path:

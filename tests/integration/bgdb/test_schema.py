@@ -15,6 +15,7 @@ from bgdb import migrate
 from tests.integration.bgdb.helpers import (
     APP,
     MONITOR,
+    OPS,
     READONLY,
     REPO_SQL,
     apply,
@@ -156,10 +157,12 @@ def test_database_is_closed_to_public(migrated_dsn: str) -> None:
             " has_database_privilege(%s, current_database(), 'CONNECT'),"
             " has_database_privilege(%s, current_database(), 'CONNECT'),"
             " has_database_privilege(%s, current_database(), 'CONNECT'),"
+            " pg_has_role(%s, 'pg_monitor', 'USAGE'),"
             " pg_has_role(%s, 'pg_monitor', 'USAGE')",
-            [APP, READONLY, MONITOR, MONITOR],
+            [APP, READONLY, MONITOR, MONITOR, OPS],
         ).fetchone()
-    assert row == (False, False, False, True, True, True, True)
+    # The exporter's role reads statistics through functions, not pg_monitor (query texts).
+    assert row == (False, False, False, True, True, True, False, True)
 
 
 def test_seed_example_insert_and_updated_at_trigger(migrated_dsn: str) -> None:
@@ -233,16 +236,26 @@ def test_premake_keeps_partitions_ahead_and_is_idempotent(migrated_dsn: str) -> 
         assert ("system_events", f"system_events_p{last:%Y%m%d}", "created", 0) in made
 
 
+# The files reading the server's statistics; the others read the agents' tables.
+SERVER_STATISTICS = {"connection_states", "database_sizes", "largest_tables",
+                     "long_running_queries", "replica_lag", "replicas", "server_info",
+                     "table_bloat"}
+
+
 @pytest.mark.parametrize("path", sorted((REPO_SQL / "monitoring").glob("*.sql")),
                          ids=lambda p: p.stem)
-def test_monitoring_query_runs_as_monitor(migrated_dsn: str, path: Path) -> None:
+def test_monitoring_query_runs_as_a_humans_role(migrated_dsn: str, path: Path) -> None:
+    """sql/monitoring is the humans' (bgdb status/troubleshoot run it as postgres): each file runs
+    with the least role a human has for it: readonly for the agents' tables, ops (pg_monitor,
+    no table) for the server's statistics."""
     with as_role(migrated_dsn, APP) as conn:
         conn.execute("INSERT INTO agents (agent_id, name, type, state, started_at)"
                      " VALUES ('agent-a', 'A', 'worker', 'running', now())")
         conn.execute("INSERT INTO agent_heartbeats (agent_id, error_count) VALUES ('agent-a', 2)")
         conn.execute("INSERT INTO performance_metrics (agent_id, metric_name, value)"
                      " VALUES ('agent-a', 'm', 1)")
-    with as_role(migrated_dsn, MONITOR) as conn:
+    role = OPS if path.stem in SERVER_STATISTICS else READONLY
+    with as_role(migrated_dsn, role) as conn:
         cur = conn.execute(path.read_text())
         assert cur.description is not None
         names = [c.name for c in cur.description]

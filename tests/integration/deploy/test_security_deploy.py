@@ -155,11 +155,57 @@ def test_monitor_cannot_read_a_payload_column(deployed: Deployed) -> None:
         conn.execute("SET ROLE bg_agents_monitor")
         # What the exporter reads: the payload-free view the search path finds first.
         assert conn.execute("SELECT count(*) >= 0 FROM agents").fetchone() == (True,)
-        with pytest.raises(psycopg.errors.UndefinedColumn):
-            conn.execute("SELECT config FROM agents")
+        for column, table in (("config", "agents"), ("metrics", "agent_heartbeats"),
+                              ("prompt", "llm_conversations")):
+            with pytest.raises(psycopg.errors.UndefinedColumn):
+                conn.execute(f"SELECT {column} FROM {table}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT {column} FROM public.{table}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT config FROM public.agents")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT prompt FROM public.llm_conversations")
+            conn.execute("SELECT response FROM public.llm_conversations")
         assert conn.execute("SELECT pg_has_role('bg_agents_monitor', 'bg_agents_readonly', "
-                            "'MEMBER')").fetchone() == (False,)
+                            "'MEMBER'), pg_has_role('bg_agents_monitor', 'pg_read_all_stats', "
+                            "'USAGE')").fetchone() == (False, False)
+
+
+PROBE_PASSWORD = "Probe-literal-8c1f2e"  # passes passwordcheck; the role is dropped at once
+
+
+def test_monitor_cannot_read_another_sessions_query_text(deployed: Deployed) -> None:
+    """An ALTER ROLE ... PASSWORD with its literal, in pg_stat_statements and as another session's
+    last query in pg_stat_activity: the ops role (pg_monitor) reads it, the monitor never; the
+    monitor's functions still give that session's state and the statement's query id."""
+    address = deployed.primary.address
+    with psycopg.connect(admin_dsn(address, "background_agents"), autocommit=True) as other:
+        other.execute("CREATE ROLE bgdb_probe_secret NOLOGIN")
+        try:
+            other.execute(f"ALTER ROLE bgdb_probe_secret PASSWORD '{PROBE_PASSWORD}'")
+            pid = other.info.backend_pid
+            like = f"%{PROBE_PASSWORD}%"
+            seen = {}
+            for role in ("bg_agents_ops", "bg_agents_monitor"):
+                with psycopg.connect(admin_dsn(address, "background_agents"),
+                                     autocommit=True) as conn:
+                    conn.execute(f"SET ROLE {role}")
+                    seen[role] = conn.execute(
+                        "SELECT (SELECT count(*) FROM public.pg_stat_statements"
+                        "        WHERE query LIKE %s),"
+                        "       (SELECT query LIKE %s FROM pg_stat_activity WHERE pid = %s)",
+                        [like, like, pid]).fetchone()
+                    if role == "bg_agents_monitor":
+                        state = conn.execute("SELECT state FROM bg_agents_monitor.activity() "
+                                             "WHERE pid = %s", [pid]).fetchone()
+                        ids = conn.execute("SELECT count(*) FROM bg_agents_monitor.statements() "
+                                           "WHERE queryid IS NOT NULL AND userid <> "
+                                           "'bg_agents_monitor'::regrole").fetchone()
+                        names = conn.execute(
+                            "SELECT string_agg(DISTINCT a, ',') FROM pg_proc p, "
+                            "unnest(p.proargnames) a WHERE p.pronamespace = "
+                            "'bg_agents_monitor'::regnamespace").fetchone()
+        finally:
+            other.execute("DROP ROLE bgdb_probe_secret")
+    assert seen["bg_agents_ops"] == (1, True), seen
+    assert seen["bg_agents_monitor"] == (0, False), seen
+    assert state == ("idle",)
+    assert ids is not None and ids[0] > 0
+    assert names is not None and "query" not in names[0].split(","), names

@@ -23,7 +23,9 @@ from tests.seed_sql import READ_BACK, SEED_AGENTS, fixture, fixtures, insert_see
 
 APP_DB = "background_agents"
 APP = "bg_agents_user"
-MONITOR = "bg_agents_monitor"
+# The seed's troubleshooting reads every session's query text: the humans' troubleshooting
+# role (pg_monitor), not the exporter's bg_agents_monitor, which sees no query text.
+OPS = "bg_agents_ops"
 PORTS = {"direct": 5432, "pgbouncer": 6432}
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -124,8 +126,8 @@ def test_materialized_view_has_the_seeds_columns_and_meaning(deployed: Deployed)
 
 
 @pytest.mark.parametrize("path", PORTS)
-def test_seed_troubleshooting_queries_as_the_monitor_role(deployed: Deployed, path: str) -> None:
-    with session(dsn(deployed, MONITOR, PORTS[path]), autocommit=True) as conn:
+def test_seed_troubleshooting_queries_as_the_ops_role(deployed: Deployed, path: str) -> None:
+    with session(dsn(deployed, OPS, PORTS[path]), autocommit=True) as conn:
         results = {name: [by_name(conn, s) for s in stmts]
                    for name, stmts in fixtures("troubleshooting").items()
                    if name != "table_bloat"}
