@@ -87,20 +87,15 @@ BEGIN
             RAISE NOTICE 'bgdb: granted pg_monitor to %', r.name;
         END IF;
     END LOOP;
-    -- The exporter gets its statistics through bg_agents_stats' functions (monitor_views.sql).
-    IF EXISTS (SELECT 1 FROM pg_auth_members
-               WHERE roleid = 'pg_monitor'::regrole
-                 AND member = 'bg_agents_monitor'::regrole) THEN
-        REVOKE pg_monitor FROM bg_agents_monitor;
-        RAISE NOTICE 'bgdb: revoked pg_monitor from bg_agents_monitor';
-    END IF;
-    -- The monitor reads no payload: the views of sql/monitor_views.sql, not readonly's tables.
-    IF EXISTS (SELECT 1 FROM pg_auth_members
-               WHERE roleid = 'bg_agents_readonly'::regrole
-                 AND member = 'bg_agents_monitor'::regrole) THEN
-        REVOKE bg_agents_readonly FROM bg_agents_monitor;
-        RAISE NOTICE 'bgdb: revoked bg_agents_readonly from bg_agents_monitor';
-    END IF;
+    -- The monitor reads no payload and no query text: the views and bg_agents_stats' functions
+    -- of sql/monitor_views.sql, not readonly's tables nor pg_monitor's statistics.
+    FOR r IN SELECT unnest(ARRAY['bg_agents_readonly', 'pg_monitor']) AS name LOOP
+        IF EXISTS (SELECT 1 FROM pg_auth_members
+                   WHERE roleid = r.name::regrole AND member = 'bg_agents_monitor'::regrole) THEN
+            EXECUTE format('REVOKE %I FROM bg_agents_monitor', r.name);
+            RAISE NOTICE 'bgdb: revoked % from bg_agents_monitor', r.name;
+        END IF;
+    END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'bg_agents_monitor') THEN
         CREATE SCHEMA bg_agents_monitor AUTHORIZATION bg_agents_owner;
         RAISE NOTICE 'bgdb: created schema bg_agents_monitor';
