@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from deploy.monitoring_config import (
+    SMTP_PASSWORD_FILE,
     ExporterTarget,
     MonitoringSettings,
     alertmanager_config,
@@ -71,6 +72,21 @@ def test_alertmanager_routes() -> None:
     assert cfg["receivers"][0]["webhook_configs"][0]["url"] == "http://10.0.0.9:8080/hook"
     assert cfg["receivers"][0]["email_configs"][0]["to"] == "ops@example.org"
     assert cfg["global"]["smtp_smarthost"] == "mx:25" and cfg["route"]["group_wait"] == "2s"
+    assert cfg["global"]["smtp_require_tls"] is True
+    assert "auth_username" not in cfg["receivers"][0]["email_configs"][0]
+
+
+def test_smtp_login_password_from_a_file_or_inline_for_old_alertmanager() -> None:
+    ms = settings(monitoring_alert_email_to=["ops@example.org"], monitoring_smtp_smarthost="mx:25",
+                  monitoring_smtp_from="am@example.org", monitoring_smtp_auth_username="am",
+                  monitoring_smtp_require_tls=False)
+    email = yaml.safe_load(alertmanager_config(ms))["receivers"][0]["email_configs"][0]
+    assert email["auth_username"] == "am" and email["auth_password_file"] == SMTP_PASSWORD_FILE
+    assert "auth_password" not in email
+    old = yaml.safe_load(alertmanager_config(ms, "s3cret"))
+    email = old["receivers"][0]["email_configs"][0]
+    assert email["auth_password"] == "s3cret" and "auth_password_file" not in email
+    assert old["global"]["smtp_require_tls"] is False
 
 
 @pytest.mark.parametrize(("data", "message"), [
