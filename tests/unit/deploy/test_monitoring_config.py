@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.monitoring import MONITORING_FIREWALL, NODE_FIREWALL
 from deploy.monitoring_config import (
     SMTP_PASSWORD_FILE,
     ExporterTarget,
@@ -21,6 +22,7 @@ from deploy.monitoring_config import (
     prometheus_config,
 )
 from deploy.pgbadger import PREFIX
+from deploy.render import as_file
 from deploy.settings import Data, SettingsError
 
 
@@ -144,3 +146,21 @@ def test_pgbadger_job_parses_the_servers_prefix_and_keeps_the_days() -> None:
         assert escape in PREFIX
     pb = pgbadger_settings(Data({"pgbadger_retention_days": 9}, env={}))
     assert (pb.enabled, pb.retention_days) == (True, 9)
+
+
+def test_firewall_tables_and_units() -> None:
+    """Prometheus's table keeps its files (hosts deployed before stay unchanged); a backup host's
+    node exporter gets a table of its own, which only the allowed networks pass."""
+    assert MONITORING_FIREWALL.rules == "/etc/bgdb/monitoring-firewall.nft"
+    assert NODE_FIREWALL.rules == "/etc/bgdb/node-firewall.nft"
+    fw = NODE_FIREWALL
+    rules = as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what, source=fw.source,
+                    allowed_cidrs=["10.0.0.5/32"], ports=[9100]).read()
+    assert "table inet bgdb_node {" in rules
+    assert "elements = { 10.0.0.5/32 }" in rules
+    assert "tcp dport { 9100 } ip saddr @allowed accept" in rules
+    assert "tcp dport { 9100 } counter reject with tcp reset" in rules
+    unit = as_file("bgdb-monitoring-firewall.service.j2", table=fw.table,
+                   description=fw.description, before=fw.before, rules=fw.rules).read()
+    assert "ExecStart=/usr/sbin/nft -f /etc/bgdb/node-firewall.nft" in unit
+    assert "Before=network-pre.target prometheus-node-exporter.service" in unit
