@@ -164,7 +164,7 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
                            "systemctl reload prometheus"],
                  _if=lambda: any(op.did_change() for op in changed) and not prom_args.did_change())
     am_changed = []
-    password = _smtp_password(ms)
+    password = smtp_password_for(ms)
     inline = password is not None and host.get_fact(hostfacts.Facts).os_version == "11"
     if password is not None and not inline:
         am_changed.append(files.put(name="Write the SMTP password", dest=SMTP_PASSWORD_FILE,
@@ -214,7 +214,7 @@ else:
 """
 
 
-def _smtp_password(ms: MonitoringSettings) -> str | None:
+def smtp_password_for(ms: MonitoringSettings) -> str | None:
     """The SMTP login's password (the operator's: never generated), or None without a login."""
     if not (ms.email_to and ms.smtp_auth_username):
         return None

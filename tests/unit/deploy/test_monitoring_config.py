@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyinfra.api.exceptions import DeployError
 
-from deploy.monitoring import MONITORING_FIREWALL, NODE_FIREWALL
+from deploy.monitoring import MONITORING_FIREWALL, NODE_FIREWALL, smtp_password_for
 from deploy.monitoring_config import (
+    SMTP_PASSWORD_ENV,
     SMTP_PASSWORD_FILE,
     ExporterTarget,
     MonitoringSettings,
@@ -164,3 +166,18 @@ def test_firewall_tables_and_units() -> None:
                    description=fw.description, before=fw.before, rules=fw.rules).read()
     assert "ExecStart=/usr/sbin/nft -f /etc/bgdb/node-firewall.nft" in unit
     assert "Before=network-pre.target prometheus-node-exporter.service" in unit
+
+
+def testsmtp_password_for_is_the_operators_never_generated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGDB_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv(SMTP_PASSWORD_ENV, raising=False)
+    ms = settings(monitoring_alert_email_to=["ops@example.org"], monitoring_smtp_smarthost="mx:25",
+                  monitoring_smtp_from="am@example.org", monitoring_smtp_auth_username="am")
+    with pytest.raises(DeployError, match=r"monitoring_smtp_auth_username = 'am': no password "
+                       rf"for alertmanager_smtp: set \${SMTP_PASSWORD_ENV} or ") as exc:
+        smtp_password_for(ms)
+    assert "\n" not in str(exc.value) and not list(tmp_path.rglob("alertmanager_smtp"))
+    monkeypatch.setenv(SMTP_PASSWORD_ENV, "from-env")
+    assert smtp_password_for(ms) == "from-env"
+    assert smtp_password_for(settings()) is None  # no mail, no login: no password needed
