@@ -7,8 +7,6 @@ postgres_monitoring_cidrs), with the scheme and credentials the deploy configure
 
 from __future__ import annotations
 
-import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -18,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bgdb.remote import Target
+from checks import nft
 from deploy import exporter, secrets
 from deploy.postgres import CA_PATH
 from deploy.settings import Data, ExporterSettings, exporter_settings
@@ -144,16 +143,8 @@ def test_exporter_port_firewalled(primary: Target) -> None:
     ex = settings(primary)
     if not primary.pg.firewall:
         pytest.skip("postgres_firewall is False")
-    out = primary.host.run("nft -j list table inet bgdb")
-    assert out.rc == 0, f"nftables table inet bgdb is missing: {out.stderr.strip()}"
-    rules = [json.dumps(item["rule"]) for item in json.loads(out.stdout)["nftables"]
-             if "rule" in item]
-    # nftables 1.x writes a one-port set as the port, 0.9 (Debian 11) as {"set": [port]}.
-    port = re.compile(rf'"right": ({ex.port}\b|{{"set": \[[^\]]*\b{ex.port}\b)')
-    accept = [r for r in rules if port.search(r) and '"@monitoring"' in r and '"accept"' in r]
-    reject = [r for r in rules if port.search(r) and '"reject"' in r]
-    assert accept and reject, \
-        f"port {ex.port} is not limited to the monitoring set in table inet bgdb"
+    wrong = nft.port_limited(primary, "bgdb", ex.port, "monitoring")
+    assert wrong is None, wrong
 
 
 def test_alert_rules_valid() -> None:

@@ -1,7 +1,8 @@
 """The monitoring layer on each `monitoring` host: Prometheus and Alertmanager running, every
 scrape target up, every rule of alerts/ loaded, Alertmanager reachable from Prometheus; and on
-every database host the pgBadger report's timer. The APIs
-are asked on the host itself (the checks' machine need not be in monitoring_allowed_cidrs)."""
+every database host the pgBadger report's timer; on a backup host, the node exporter's port
+limited to the monitoring networks. The APIs are asked on the host itself (the checks' machine
+need not be in monitoring_allowed_cidrs)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ import pytest
 
 from bgdb import promql
 from bgdb.remote import Target
-from deploy.monitoring_config import ALERTMANAGER_PORT, PROMETHEUS_PORT, pgbadger_settings
+from checks import nft
+from deploy.monitoring import DB_GROUPS, NODE_FIREWALL
+from deploy.monitoring_config import (
+    ALERTMANAGER_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    monitoring_settings,
+    pgbadger_settings,
+)
 from deploy.pgbadger import UNIT as PGBADGER_UNIT
-from deploy.settings import Data
+from deploy.settings import Data, postgres_settings
 
 # Runs on the host with its python3: the JSON body, or {"error": ...} when nothing answers.
 _GET = """
@@ -87,3 +96,17 @@ def test_pgbadger_timer_active(db: Target) -> None:
     result = db.host.run(f"systemctl show -p Result --value {PGBADGER_UNIT}.service")
     assert result.stdout.strip() in ("success", ""), \
         f"{db.name}: the last pgBadger run failed:\n{db.journal(PGBADGER_UNIT, 15)}"
+
+
+def test_node_exporter_port_firewalled(backup_host: Target) -> None:
+    """A backup host's node exporter is open to the monitoring networks only (a database host's
+    is in its database firewall, table inet bgdb)"""
+    data = Data(backup_host.inv.data)
+    if not monitoring_settings(data).node_exporter:
+        pytest.skip("monitoring_node_exporter is False")
+    if not postgres_settings(data).firewall:
+        pytest.skip("postgres_firewall is False")
+    if set(DB_GROUPS) & set(backup_host.inv.groups):
+        pytest.skip("also a database host: its database firewall holds the port")
+    wrong = nft.port_limited(backup_host, NODE_FIREWALL.table, NODE_EXPORTER_PORT, "allowed")
+    assert wrong is None, wrong

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
 from pyinfra.api.inventory import Inventory
 from pyinfra.operations import apt, files, server, systemd
 
@@ -24,14 +27,19 @@ from deploy import certs, exporter, hostfacts, secrets
 from deploy.monitoring_config import (
     ALERTMANAGER_PORT,
     CA_FILE,
+    NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
     RULES_DIR,
     SCRAPE_PASSWORD_FILE,
+    SMTP_PASSWORD_ENV,
+    SMTP_PASSWORD_FILE,
+    SMTP_SECRET,
     ExporterTarget,
     MonitoringSettings,
     alertmanager_args,
     alertmanager_config,
     defaults_file,
+    monitoring_addresses,
     node_exporter_args,
     prometheus_args,
     prometheus_config,
@@ -43,8 +51,31 @@ REPO = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((REPO / "alerts").glob("*.rules.yml"))
 DB_GROUPS = ("postgres_primary", "postgres_replicas")
 PACKAGES = ["prometheus", "prometheus-alertmanager", "nftables"]
-FIREWALL_RULES = "/etc/bgdb/monitoring-firewall.nft"
-FIREWALL_UNIT = "bgdb-monitoring-firewall"
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """An nftables table of our own that opens `ports` only to some CIDRs, and its unit."""
+    table: str
+    unit: str
+    description: str
+    what: str  # whose ports, and from where (the rules file's comment)
+    source: str
+    before: tuple[str, ...]  # units it must be up before
+
+    @property
+    def rules(self) -> str:
+        return f"/etc/bgdb/{self.unit.removeprefix('bgdb-')}.nft"
+
+
+MONITORING_FIREWALL = Firewall("bgdb_monitoring", "bgdb-monitoring-firewall",
+                               "monitoring firewall", "Prometheus and Alertmanager",
+                               "monitoring_allowed_cidrs",
+                               ("prometheus.service", "prometheus-alertmanager.service"))
+# A backup host has no database firewall (table inet bgdb) to hold the node exporter's port.
+NODE_FIREWALL = Firewall("bgdb_node", "bgdb-node-firewall", "node exporter firewall",
+                         "The node exporter", "postgres_monitoring_cidrs and the monitoring hosts",
+                         ("prometheus-node-exporter.service",))
 
 
 def _address(h: object) -> str:
@@ -76,6 +107,10 @@ def node_targets(inventory: Inventory, ms: MonitoringSettings) -> list[tuple[str
 def install_node_exporter(ms: MonitoringSettings) -> None:
     if not ms.node_exporter:
         return  # an installed one is left alone: another tool may use it
+    pg = postgres_settings(Data(host.data.dict()))
+    if pg.firewall and not set(DB_GROUPS) & set(host.groups):
+        _firewall(NODE_FIREWALL, [NODE_EXPORTER_PORT],
+                  [*pg.monitoring_cidrs, *monitoring_addresses(host.inventory)])
     # The defaults file first: the package starts the service with it, never on every interface.
     args = files.put(name="Write the node exporter's arguments",
                      src=StringIO(defaults_file(node_exporter_args(
@@ -93,7 +128,8 @@ def install_node_exporter(ms: MonitoringSettings) -> None:
 @deploy("Install Prometheus and Alertmanager")
 def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     address = _address(host)
-    _firewall(ms)
+    _firewall(MONITORING_FIREWALL, [PROMETHEUS_PORT, ALERTMANAGER_PORT],
+              [*ms.allowed_cidrs, address])
     # Arguments first, so the packages' first start already listens on the service address only.
     prom_args = files.put(name="Write Prometheus's arguments",
                           src=StringIO(defaults_file(prometheus_args(ms, address))),
@@ -127,13 +163,23 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
                            f"&& promtool check rules {RULES_DIR}/*.yml",
                            "systemctl reload prometheus"],
                  _if=lambda: any(op.did_change() for op in changed) and not prom_args.did_change())
-    am_conf = files.put(name="Write alertmanager.yml", src=StringIO(alertmanager_config(ms)),
-                        dest="/etc/prometheus/alertmanager.yml", user="root",
-                        group="prometheus", mode="0640")
+    am_changed = []
+    password = smtp_password_for(ms)
+    inline = password is not None and host.get_fact(hostfacts.Facts).os_version == "11"
+    if password is not None and not inline:
+        am_changed.append(files.put(name="Write the SMTP password", dest=SMTP_PASSWORD_FILE,
+                                    src=StringIO(password), user="root", group="prometheus",
+                                    mode="0640"))
+    am_changed.append(files.put(name="Write alertmanager.yml",
+                                src=StringIO(alertmanager_config(ms, password if inline
+                                                                 else None)),
+                                dest="/etc/prometheus/alertmanager.yml", user="root",
+                                group="prometheus", mode="0640"))
     server.shell(name="Check and reload Alertmanager's configuration",
                  commands=["amtool check-config /etc/prometheus/alertmanager.yml",
                            "systemctl reload prometheus-alertmanager"],
-                 _if=lambda: am_conf.did_change() and not am_args.did_change())
+                 _if=lambda: any(op.did_change() for op in am_changed)
+                 and not am_args.did_change())
     restart = server.shell(name="Restart Prometheus (its arguments changed)",
                  commands=["promtool check config /etc/prometheus/prometheus.yml",
                            "systemctl restart prometheus"], _if=prom_args.did_change)
@@ -168,26 +214,40 @@ else:
 """
 
 
+def smtp_password_for(ms: MonitoringSettings) -> str | None:
+    """The SMTP login's password (the operator's: never generated), or None without a login."""
+    if not (ms.email_to and ms.smtp_auth_username):
+        return None
+    try:
+        return secrets.password(SMTP_SECRET, env=SMTP_PASSWORD_ENV, generate=False)
+    except secrets.SecretError as exc:
+        raise DeployError(f"monitoring_smtp_auth_username = {ms.smtp_auth_username!r}: "
+                          f"{exc}") from None
+
+
 def _ca_pem() -> str:
     crt, _ = certs.ca_paths()
     certs.ensure_ca()
     return crt.read_text()
 
 
-def _firewall(ms: MonitoringSettings) -> None:
-    allowed = [str(n) for n in ms.allowed_cidrs if n.version == 4]
-    allowed.append(str(ipaddress.ip_network(f"{_address(host)}/32")))
+def _firewall(fw: Firewall, ports: list[int], allowed: list[Any]) -> None:
+    """`ports` open only to `allowed` (IPv4 networks or addresses) and to this host itself."""
+    nets = [str(ipaddress.ip_network(n)) for n in [*allowed, _address(host)]
+            if ipaddress.ip_network(n).version == 4]
     apt.packages(name="Install nftables", packages=["nftables"], cache_time=86400,
                  no_recommends=True)
-    rules = files.put(name="Write the monitoring firewall rules",
-                      src=as_file("monitoring-firewall.nft.j2",
-                                  allowed_cidrs=list(dict.fromkeys(allowed)),
-                                  ports=[PROMETHEUS_PORT, ALERTMANAGER_PORT]),
-                      dest=FIREWALL_RULES, mode="0600", create_remote_dir=True)
-    unit = files.put(name="Install the monitoring firewall unit",
-                     src=as_file("bgdb-monitoring-firewall.service.j2"),
-                     dest=f"/etc/systemd/system/{FIREWALL_UNIT}.service", mode="0644")
-    systemd.service(name="Enable the monitoring firewall", service=FIREWALL_UNIT, running=True,
+    rules = files.put(name=f"Write the {fw.description} rules",
+                      src=as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what,
+                                  source=fw.source, allowed_cidrs=list(dict.fromkeys(nets)),
+                                  ports=ports),
+                      dest=fw.rules, mode="0600", create_remote_dir=True)
+    unit = files.put(name=f"Install the {fw.description} unit",
+                     src=as_file("bgdb-monitoring-firewall.service.j2", table=fw.table,
+                                 description=fw.description, before=fw.before,
+                                 rules=fw.rules),
+                     dest=f"/etc/systemd/system/{fw.unit}.service", mode="0644")
+    systemd.service(name=f"Enable the {fw.description}", service=fw.unit, running=True,
                     enabled=True, daemon_reload=unit.will_change)
-    systemd.service(name="Apply changed monitoring firewall rules", service=FIREWALL_UNIT,
+    systemd.service(name=f"Apply changed {fw.description} rules", service=fw.unit,
                     reloaded=True, _if=lambda: rules.did_change() or unit.did_change())

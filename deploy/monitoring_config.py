@@ -24,6 +24,8 @@ CONF_DIR = "/etc/prometheus/bgdb"  # rules, CA and the scrape password, beside D
 RULES_DIR = f"{CONF_DIR}/rules"
 CA_FILE = f"{CONF_DIR}/ca.crt"
 SCRAPE_PASSWORD_FILE = f"{CONF_DIR}/exporter-scrape.pass"
+SMTP_PASSWORD_FILE = f"{CONF_DIR}/smtp.pass"
+SMTP_SECRET, SMTP_PASSWORD_ENV = "alertmanager_smtp", "BGDB_SMTP_PASSWORD"
 _URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s]*)?$")
 
 
@@ -39,6 +41,8 @@ class MonitoringSettings:
     email_to: tuple[str, ...]
     smtp_smarthost: str | None
     smtp_from: str | None
+    smtp_auth_username: str | None
+    smtp_require_tls: bool
     group_wait: int
 
 
@@ -60,6 +64,8 @@ def monitoring_settings(data: Data) -> MonitoringSettings:
         retention_size_mb=data.get("monitoring_retention_size_mb"),
         node_exporter=data.get("monitoring_node_exporter"),
         webhook_urls=urls, email_to=email_to, smtp_smarthost=smarthost, smtp_from=sender,
+        smtp_auth_username=data.get("monitoring_smtp_auth_username"),
+        smtp_require_tls=data.get("monitoring_smtp_require_tls"),
         group_wait=data.get("monitoring_alert_group_wait_seconds"),
     )
 
@@ -137,17 +143,28 @@ def prometheus_config(ms: MonitoringSettings, *, address: str, exporters: list[E
         cfg, sort_keys=False)
 
 
-def alertmanager_config(ms: MonitoringSettings) -> str:
-    """alertmanager.yml: one route to one receiver holding every configured channel."""
+def alertmanager_config(ms: MonitoringSettings, smtp_password: str | None = None) -> str:
+    """alertmanager.yml: one route to one receiver holding every configured channel. The SMTP
+    password is read from SMTP_PASSWORD_FILE (Alertmanager >= 0.25); only an older one
+    (Debian 11's 0.21) gets it as `smtp_password`, inside this file (mode 0640 there too)."""
     receiver: dict[str, Any] = {"name": "bgdb"}
     if ms.webhook_urls:
         receiver["webhook_configs"] = [{"url": u, "send_resolved": True}
                                        for u in ms.webhook_urls]
     if ms.email_to:
-        receiver["email_configs"] = [{"to": to, "send_resolved": True} for to in ms.email_to]
+        auth: dict[str, str] = {}
+        if ms.smtp_auth_username:
+            auth = {"auth_username": ms.smtp_auth_username}
+            if smtp_password is None:
+                auth["auth_password_file"] = SMTP_PASSWORD_FILE
+            else:
+                auth["auth_password"] = smtp_password
+        receiver["email_configs"] = [{"to": to, "send_resolved": True, **auth}
+                                     for to in ms.email_to]
     cfg: dict[str, Any] = {}
     if ms.email_to:
-        cfg["global"] = {"smtp_smarthost": ms.smtp_smarthost, "smtp_from": ms.smtp_from}
+        cfg["global"] = {"smtp_smarthost": ms.smtp_smarthost, "smtp_from": ms.smtp_from,
+                         "smtp_require_tls": ms.smtp_require_tls}
     cfg["route"] = {"receiver": "bgdb", "group_by": ["alertname", "instance"],
                     "group_wait": f"{ms.group_wait}s", "group_interval": "1m",
                     "repeat_interval": "4h"}

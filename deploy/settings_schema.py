@@ -471,6 +471,11 @@ KEYS_LIST: tuple[Key, ...] = (
         "host:port"), None, "monitoring", "SMTP relay for the mails (needed with email_to)"),
     Key("monitoring_smtp_from", Pattern(r"^[^@\s]+@[^@\s]+$", "expected an e-mail address"),
         None, "monitoring", "sender of the mails"),
+    Key("monitoring_smtp_auth_username", Pattern(r"^\S+$", "expected a user name"), None,
+        "monitoring", "SMTP login (password: $BGDB_SMTP_PASSWORD or .secrets/passwords/"
+        "alertmanager_smtp); none: no SMTP auth"),
+    Key("monitoring_smtp_require_tls", Flag(), True, "monitoring", "mails only over STARTTLS "
+        "(False: a relay on a trusted network without TLS)"),
     Key("monitoring_alert_group_wait_seconds", Int(0, 3600), 30, "monitoring", "Alertmanager "
         "waits this long to batch a new group's first notification"),
     # pgBadger log reports on database hosts (deploy/pgbadger.py, `bgdb report`)

@@ -16,7 +16,8 @@ __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 # one file at a time per worker) they start first, so the rest runs beside them, not after.
 LONG_MODULES = ("tests/integration/deploy/test_replica.py",
                 "tests/integration/deploy/test_backup_host.py",
-                "tests/integration/deploy/test_real_hosts.py")
+                "tests/integration/deploy/test_real_hosts.py",
+                "tests/integration/monitoring/test_monitoring_stack.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,11 +1,14 @@
-"""The monitoring deploy on the session lab (its primary is in group `monitoring`): dashboards'
-queries against the real Prometheus, metric names, alerts delivered end to end, pgBadger, and
-the monitoring readiness checks broken one by one.
+"""The monitoring deploy on a lab of its own: db1 (primary and `monitoring`), rep1 (a streaming
+replica, so the replication panels have data) and bk (a backup host, whose node exporter
+Prometheus scrapes through its firewall). Dashboards' queries against the real Prometheus, metric
+names, alerts delivered end to end by webhook and by mail, pgBadger, and the monitoring readiness
+checks broken one by one.
 
-The module redeploys once with real settings an operator would use for fast alerting (5 s scrape
-and evaluation, agents heartbeating every 5 s, Alertmanager's group_wait 1 s) and a webhook
-receiver on this machine's bridge address, which records what Alertmanager posts; at the end the
-session's settings are deployed again. Agents run through PgBouncer while the tests look.
+The lab is deployed once with real settings an operator would use for fast alerting (5 s scrape
+and evaluation, agents heartbeating every 5 s, Alertmanager's group_wait 1 s), a webhook receiver
+and an SMTP relay with a login (tests/integration/monitoring/smtp_sink.py), both on this machine's
+bridge address, which record what Alertmanager sends. Agents run through PgBouncer while the
+tests look.
 """
 
 from __future__ import annotations
@@ -27,18 +30,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from background_agents.agent_api import AgentClient
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from bgdb import dashboards, promql, report
-from deploy.monitoring_config import PROMETHEUS_PORT
+from deploy.monitoring_config import PROMETHEUS_PORT, SMTP_PASSWORD_ENV, SMTP_PASSWORD_FILE
+from deploy.runner import run_deploy
+from sandbox import hosts as sandbox_hosts
 from sandbox import paths
-from tests.integration.background_agents.test_through_pgbouncer import APP_DB, seed_env
+from tests.integration.background_agents.test_through_pgbouncer import seed_env
 from tests.integration.checks.test_readiness_breaks_ops import capture, run_checks
-from tests.sandbox_fixtures import Deployed, admin_dsn
+from tests.integration.monitoring.smtp_sink import SmtpSink
+from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab
 
 REPO = Path(__file__).resolve().parents[3]
 INTERVAL = 5  # scrape, evaluation and the agents' heartbeat interval, seconds
@@ -46,19 +51,16 @@ FAST = {"monitoring_scrape_interval_seconds": INTERVAL,
         "monitoring_evaluation_interval_seconds": INTERVAL,
         "monitoring_alert_group_wait_seconds": 1,
         "exporter_heartbeat_interval_seconds": INTERVAL}
-# Used by a rule or panel, exported by the lab's exporter only under a condition the session lab
-# does not have (it has no standby, and its archiver and verify job have not failed or run).
+SPECS = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
+         sandbox_hosts.HostSpec("rep1", ("postgres_replicas",)),
+         sandbox_hosts.HostSpec("bk", ("backup",))]
+# Used by a rule, exported only after an event the lab has not had (its archiver has not failed,
+# the weekly verify has not run). No dashboard panel uses them: every panel has data.
 CONDITIONAL = {
     "bgdb_backup_verify_last_ok": "after the weekly pgbackrest verify has run",
     "bgdb_pg_archiver_last_failed_timestamp_seconds": "after an archive_command failure",
-    "bgdb_pg_replica_lag_seconds": "on a standby",
-    "bgdb_pg_replica_streaming": "on a standby",
-    "bgdb_pg_replication_lag_bytes": "on a primary with a standby",
-    "bgdb_pg_replication_replay_lag_seconds": "on a primary with a standby",
-    "bgdb_pg_replication_slot_active": "with a replication slot",
-    "bgdb_pg_replication_slot_retained_bytes": "with a replication slot",
 }
-EMPTY_PANELS = {("bgdb-database.json", "Replication lag")}  # no standby in the session lab
+MAIL_TO, MAIL_FROM, SMTP_USER = "oncall@example.org", "alertmanager@example.org", "bgdb-alerts"
 
 
 class Receiver(ThreadingHTTPServer):
@@ -134,7 +136,14 @@ class Fleet:
 class Stack:
     deployed: Deployed
     receiver: Receiver
+    sink: SmtpSink
+    smtp_password: str
+    deploy_output: str
     fleet: Fleet
+    heartbeats_stopped: float | None = None  # monotonic, set by the heartbeat alert test
+
+    def address(self, short: str) -> str:
+        return next(h.address for h in self.deployed.lab.hosts if h.name.endswith(f"-{short}"))
 
     @property
     def prometheus(self) -> str:
@@ -150,8 +159,8 @@ class Stack:
         assert body["status"] == "success", body
         return body["data"]
 
-    def ssh(self, command: str) -> str:
-        return capture(self.deployed, command)
+    def ssh(self, command: str, host: str = "db1") -> str:
+        return capture(self.deployed, command, self.address(host))
 
     def wait(self, what: str, pred: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -161,18 +170,32 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(deployed: Deployed) -> Iterator[Stack]:
-    receiver = Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    fleet = Fleet(seed_env(deployed))
+def stack() -> Iterator[Stack]:
+    name, lock = _claim_lab()
+    receiver, sink = Receiver(), SmtpSink(str(paths.GATEWAY))
+    for server in (receiver, sink):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    password = uuid.uuid4().hex  # the relay's login password, as an operator would set it
+    settings = {**FAST, "monitoring_alert_webhook_urls": [receiver.url],
+                "monitoring_alert_email_to": [MAIL_TO], "monitoring_smtp_from": MAIL_FROM,
+                "monitoring_smtp_smarthost": f"{paths.GATEWAY}:{sink.port}",
+                "monitoring_smtp_auth_username": SMTP_USER,
+                # the sink has no STARTTLS: a relay on a trusted network
+                "monitoring_smtp_require_tls": False}
+    fleet = None
     try:
         started = time.monotonic()
-        result = deployed.deploy(json.dumps({**FAST,
-                                             "monitoring_alert_webhook_urls": [receiver.url]}))
-        assert result.returncode == 0 and not result.errors, result.output[-4000:]
-        print(f"\nredeploy with fast monitoring settings: {time.monotonic() - started:.1f} s")
+        booted = sandbox_hosts.up(name, SPECS)
+        env = {"BGDB_LAB": name}
+        result = run_deploy({**env, "BGDB_EXTRA_DATA": json.dumps(settings),
+                             SMTP_PASSWORD_ENV: password})
+        assert result.returncode == 0 and not result.errors, result.output[-6000:]
+        print(f"\nlab {name} (primary+monitoring, replica, backup host) up and deployed with "
+              f"fast monitoring settings: {time.monotonic() - started:.1f} s")
+        deployed = Deployed(booted, result, env)
+        fleet = Fleet(seed_env(deployed))
         fleet.start()
-        s = Stack(deployed, receiver, fleet)
+        s = Stack(deployed, receiver, sink, password, result.output, fleet)
         # Every agent series in Prometheus, and two scrapes after it for the rates.
         s.wait("the agents' series in Prometheus", lambda: any(
             r["metric"].get("agent_id", "").startswith(fleet.prefix) for r in s.api(
@@ -180,16 +203,13 @@ def stack(deployed: Deployed) -> Iterator[Stack]:
         time.sleep(3 * INTERVAL)
         yield s
     finally:
-        fleet.stop.set()
+        if fleet:
+            fleet.stop.set()
         receiver.shutdown()
-        result = deployed.deploy()  # the session's own settings again
-        with psycopg.connect(admin_dsn(deployed.primary.address, APP_DB),
-                             autocommit=True) as conn:
-            like = fleet.prefix + "%"
-            conn.execute("DELETE FROM system_events WHERE agent_id LIKE %s", [like])
-            conn.execute("DELETE FROM agent_communications WHERE from_agent LIKE %s", [like])
-            conn.execute("DELETE FROM agents WHERE agent_id LIKE %s", [like])
-        assert result.returncode == 0, result.output[-4000:]
+        sink.shutdown()
+        if not KEEP:
+            sandbox_hosts.down(name)
+        lock.close()
 
 
 def _regex(value: str) -> str:
@@ -221,7 +241,7 @@ def _variables(stack: Stack, dash: dict[str, Any], prefix: str) -> dict[str, str
 
 def test_every_panel_query_returns_data(stack: Stack) -> None:
     """Every panel's every query, variables substituted, over the last 5 minutes as a Grafana
-    range query: data, except the panels listed in EMPTY_PANELS (which must still parse)."""
+    range query: each returns data (the replication panels from the lab's replica)."""
     end = time.time()
     panels = queries = 0
     empty: list[str] = []
@@ -236,11 +256,10 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
                     expr = expr.replace(f"${var}", value)
                 data = stack.api("/api/v1/query_range", query=expr, start=str(end - 300),
                                  end=str(end), step=str(INTERVAL))
-                if not data["result"] and (name, panel["title"]) not in EMPTY_PANELS:
+                if not data["result"]:
                     empty.append(f"{name} '{panel['title']}' {target['refId']}: {expr}")
     print(f"\ndashboards: {len(dashboards.DASHBOARDS)}, panels: {panels}, queries: {queries} "
-          f"evaluated; with data: {queries - len(empty) - 2} (+2 replication lag queries valid, "
-          "empty without a standby)")
+          f"evaluated; with data: {queries - len(empty)}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert panels >= 20 and queries >= 30
 
@@ -270,7 +289,7 @@ def test_heartbeats_stopped_alert_is_delivered(stack: Stack) -> None:
     and group_wait before the receiver has it."""
     bound = 3 * INTERVAL + INTERVAL + INTERVAL + 1 + 10  # + 10 s for the HTTP hops and clocks
     stack.fleet.stop.set()
-    stopped = time.monotonic()
+    stopped = stack.heartbeats_stopped = time.monotonic()
     took = stack.receiver.wait_for(
         _alert("BgdbAgentHeartbeatMissed", agent_id=re.escape(stack.fleet.prefix)), stopped,
         bound + 30)
@@ -278,6 +297,24 @@ def test_heartbeats_stopped_alert_is_delivered(stack: Stack) -> None:
     print(f"\nheartbeats stopped -> BgdbAgentHeartbeatMissed at the receiver: {took} s "
           f"(bound {bound} s)")
     assert took is not None and took <= bound, f"not delivered within {bound} s: {took}"
+
+
+def test_alert_mail_arrives_by_smtp(stack: Stack) -> None:
+    """The same alert as a mail through the SMTP relay, logged in with the operator's password,
+    which is in no deploy output and no file others can read."""
+    assert stack.heartbeats_stopped is not None, "runs after the heartbeat alert test"
+    mail = stack.sink.wait_for("BgdbAgentHeartbeatMissed", stack.heartbeats_stopped, 90)
+    assert mail is not None, "no alert mail at the SMTP relay within 90 s"
+    print(f"\nheartbeats stopped -> BgdbAgentHeartbeatMissed mail at the SMTP relay: "
+          f"{mail.at - stack.heartbeats_stopped:.1f} s")
+    assert mail.login == (SMTP_USER, stack.smtp_password), "logged in with the wrong credentials"
+    assert (mail.sender, mail.recipients) == (MAIL_FROM, [MAIL_TO])
+    assert str(mail.message["To"]) == MAIL_TO and stack.fleet.prefix in mail.text
+    assert stack.smtp_password not in stack.deploy_output
+    assert stack.ssh(f"stat -c '%a %U %G' {SMTP_PASSWORD_FILE}").split() == [
+        "640", "root", "prometheus"]
+    leaked = stack.ssh(f"grep -rlF {stack.smtp_password} /etc /var/log || true").split()
+    assert leaked == [SMTP_PASSWORD_FILE], f"the SMTP password is in {leaked}"
 
 
 def test_database_down_alert_is_delivered(stack: Stack) -> None:
@@ -292,8 +329,8 @@ def test_database_down_alert_is_delivered(stack: Stack) -> None:
         stack.ssh(f"systemctl start postgresql@{cluster}")
     print(f"\nPostgreSQL stopped -> BgdbPostgresDown at the receiver: {took} s (bound {bound} s)")
     assert took is not None and took <= bound, f"not delivered within {bound} s: {took}"
-    stack.wait("bgdb_up 1 again", lambda: [r["value"][1] for r in stack.api(
-        "/api/v1/query", query="bgdb_up")["result"]] == ["1"], timeout=60)
+    stack.wait("bgdb_up 1 again", lambda: {r["value"][1] for r in stack.api(
+        "/api/v1/query", query="bgdb_up")["result"]} == {"1"}, timeout=60)
 
 
 def test_pgbadger_report_lists_a_slow_statement(stack: Stack) -> None:
@@ -310,6 +347,22 @@ def test_pgbadger_report_lists_a_slow_statement(stack: Stack) -> None:
     assert marker in day.read_text(errors="replace"), f"{marker} not in {day}"
 
 
+_CONNECT = ("python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], 9100), 5)' "
+            "{} && echo open || echo closed")
+
+
+def test_backup_host_node_exporter_scraped_through_its_firewall(stack: Stack) -> None:
+    """Prometheus (db1) scrapes bk's node exporter; the replica host, outside the monitoring
+    networks, is refused by bk's firewall."""
+    bk = stack.address("bk")
+    up = stack.api("/api/v1/query", query=f'up{{job="node",instance="{bk}:9100"}}')["result"]
+    assert [r["value"][1] for r in up] == ["1"], f"bk's node exporter not scraped: {up}"
+    disk = stack.api("/api/v1/query", query=f'node_filesystem_avail_bytes{{instance="{bk}:9100"}}')
+    assert disk["result"], "no disk figures from bk's node exporter"
+    assert stack.ssh(_CONNECT.format(bk)).strip() == "open"
+    assert stack.ssh(_CONNECT.format(bk), "rep1").strip() == "closed"
+
+
 @dataclass(frozen=True)
 class Break:
     check: str
@@ -317,6 +370,7 @@ class Break:
     restores: str
     message: str
     settle: float = 0  # seconds for Prometheus to notice (scrapes)
+    host: str = "db1"
 
 
 BREAKS = [
@@ -331,13 +385,16 @@ BREAKS = [
           "systemctl start prometheus-alertmanager", r":9093/api/v2/status does not answer"),
     Break("test_pgbadger_timer_active", "systemctl stop bgdb-pgbadger.timer",
           "systemctl start bgdb-pgbadger.timer", r"bgdb-pgbadger.timer is not active"),
+    Break("test_node_exporter_port_firewalled", "systemctl stop bgdb-node-firewall",
+          "systemctl start bgdb-node-firewall", r"-bk: nftables table inet bgdb_node is missing",
+          host="bk"),
 ]
 
 
 def test_monitoring_checks_fail_when_broken(stack: Stack, tmp_path: Path) -> None:
-    """Four breakages at once, one run of the checks: each check fails with its own message."""
+    """Five breakages at once, one run of the checks: each check fails with its own message."""
     for b in BREAKS:
-        stack.ssh(b.breaks)
+        stack.ssh(b.breaks, b.host)
     try:
         time.sleep(max(b.settle for b in BREAKS))
         code, text = run_checks(stack.deployed, tmp_path, " or ".join(b.check for b in BREAKS))
@@ -346,7 +403,7 @@ def test_monitoring_checks_fail_when_broken(stack: Stack, tmp_path: Path) -> Non
             assert re.search(b.message, text), f"{b.check}: no {b.message!r} in:\n{text}"
     finally:
         for b in BREAKS:
-            stack.ssh(b.restores)
+            stack.ssh(b.restores, b.host)
 
 
 def test_monitoring_readiness_checks_pass(stack: Stack, tmp_path: Path) -> None:

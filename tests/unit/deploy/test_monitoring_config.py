@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyinfra.api.exceptions import DeployError
 
+from deploy.monitoring import MONITORING_FIREWALL, NODE_FIREWALL, smtp_password_for
 from deploy.monitoring_config import (
+    SMTP_PASSWORD_ENV,
+    SMTP_PASSWORD_FILE,
     ExporterTarget,
     MonitoringSettings,
     alertmanager_config,
@@ -20,6 +24,7 @@ from deploy.monitoring_config import (
     prometheus_config,
 )
 from deploy.pgbadger import PREFIX
+from deploy.render import as_file
 from deploy.settings import Data, SettingsError
 
 
@@ -71,6 +76,21 @@ def test_alertmanager_routes() -> None:
     assert cfg["receivers"][0]["webhook_configs"][0]["url"] == "http://10.0.0.9:8080/hook"
     assert cfg["receivers"][0]["email_configs"][0]["to"] == "ops@example.org"
     assert cfg["global"]["smtp_smarthost"] == "mx:25" and cfg["route"]["group_wait"] == "2s"
+    assert cfg["global"]["smtp_require_tls"] is True
+    assert "auth_username" not in cfg["receivers"][0]["email_configs"][0]
+
+
+def test_smtp_login_password_from_a_file_or_inline_for_old_alertmanager() -> None:
+    ms = settings(monitoring_alert_email_to=["ops@example.org"], monitoring_smtp_smarthost="mx:25",
+                  monitoring_smtp_from="am@example.org", monitoring_smtp_auth_username="am",
+                  monitoring_smtp_require_tls=False)
+    email = yaml.safe_load(alertmanager_config(ms))["receivers"][0]["email_configs"][0]
+    assert email["auth_username"] == "am" and email["auth_password_file"] == SMTP_PASSWORD_FILE
+    assert "auth_password" not in email
+    old = yaml.safe_load(alertmanager_config(ms, "s3cret"))
+    email = old["receivers"][0]["email_configs"][0]
+    assert email["auth_password"] == "s3cret" and "auth_password_file" not in email
+    assert old["global"]["smtp_require_tls"] is False
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -128,3 +148,36 @@ def test_pgbadger_job_parses_the_servers_prefix_and_keeps_the_days() -> None:
         assert escape in PREFIX
     pb = pgbadger_settings(Data({"pgbadger_retention_days": 9}, env={}))
     assert (pb.enabled, pb.retention_days) == (True, 9)
+
+
+def test_firewall_tables_and_units() -> None:
+    """Prometheus's table keeps its files (hosts deployed before stay unchanged); a backup host's
+    node exporter gets a table of its own, which only the allowed networks pass."""
+    assert MONITORING_FIREWALL.rules == "/etc/bgdb/monitoring-firewall.nft"
+    assert NODE_FIREWALL.rules == "/etc/bgdb/node-firewall.nft"
+    fw = NODE_FIREWALL
+    rules = as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what, source=fw.source,
+                    allowed_cidrs=["10.0.0.5/32"], ports=[9100]).read()
+    assert "table inet bgdb_node {" in rules
+    assert "elements = { 10.0.0.5/32 }" in rules
+    assert "tcp dport { 9100 } ip saddr @allowed accept" in rules
+    assert "tcp dport { 9100 } counter reject with tcp reset" in rules
+    unit = as_file("bgdb-monitoring-firewall.service.j2", table=fw.table,
+                   description=fw.description, before=fw.before, rules=fw.rules).read()
+    assert "ExecStart=/usr/sbin/nft -f /etc/bgdb/node-firewall.nft" in unit
+    assert "Before=network-pre.target prometheus-node-exporter.service" in unit
+
+
+def testsmtp_password_for_is_the_operators_never_generated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGDB_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv(SMTP_PASSWORD_ENV, raising=False)
+    ms = settings(monitoring_alert_email_to=["ops@example.org"], monitoring_smtp_smarthost="mx:25",
+                  monitoring_smtp_from="am@example.org", monitoring_smtp_auth_username="am")
+    with pytest.raises(DeployError, match=r"monitoring_smtp_auth_username = 'am': no password "
+                       rf"for alertmanager_smtp: set \${SMTP_PASSWORD_ENV} or ") as exc:
+        smtp_password_for(ms)
+    assert "\n" not in str(exc.value) and not list(tmp_path.rglob("alertmanager_smtp"))
+    monkeypatch.setenv(SMTP_PASSWORD_ENV, "from-env")
+    assert smtp_password_for(ms) == "from-env"
+    assert smtp_password_for(settings()) is None  # no mail, no login: no password needed
