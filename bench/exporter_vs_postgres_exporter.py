@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
-from deploy import exporter, secrets  # noqa: E402
+from deploy import exporter, postgres, secrets  # noqa: E402
 from deploy.hostdata import InventoryHost, load_inventory  # noqa: E402
 from deploy.settings import Data, exporter_settings, postgres_settings  # noqa: E402
 
@@ -282,7 +282,9 @@ def install_postgres_exporter(h: InventoryHost, port: int, database: str) -> str
            f"password={secrets.password('bg_agents_monitor', generate=False)} sslmode=disable")
     env = (f"DATA_SOURCE_NAME='{dsn}'\n"
            "ARGS='--web.listen-address=127.0.0.1:9187'\n")
-    ssh(h, f"umask 077 && cat > /etc/default/{THEIRS_UNIT} && systemctl enable -q {THEIRS_UNIT}"
+    # The socket is 0770 to its group (CIS 2.6): the package's user joins it, as ours does.
+    ssh(h, f"usermod -a -G {postgres.SOCKET_GROUP} prometheus && umask 077 && "
+        f"cat > /etc/default/{THEIRS_UNIT} && systemctl enable -q {THEIRS_UNIT}"
         f" && systemctl restart {THEIRS_UNIT}", stdin=env)
     probe = (f"python3 -c \"import urllib.request; b = urllib.request.urlopen('{THEIRS}', "
              "timeout=30).read().decode(); print([l for l in b.splitlines() "
