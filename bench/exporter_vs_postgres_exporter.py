@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
-from deploy import exporter, secrets  # noqa: E402
+from deploy import exporter, postgres, secrets  # noqa: E402
 from deploy.hostdata import InventoryHost, load_inventory  # noqa: E402
 from deploy.settings import Data, exporter_settings, postgres_settings  # noqa: E402
 
@@ -82,8 +82,10 @@ def psql(sql):
     time.sleep(0.05)  # the postmaster reaps psql's backend before the next GET
     return out
 def exec_ms():
-    return float(psql("SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements"
-                      " WHERE userid = 'bg_agents_monitor'::regrole"))
+    # (execution, planning) ms of the monitor role; planning is 0 unless track_planning is on.
+    out = psql("SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(total_plan_time), 0)"
+               " FROM pg_stat_statements WHERE userid = 'bg_agents_monitor'::regrole")
+    return tuple(float(v) for v in out.split("|"))
 def threads_ns(pid):
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -171,7 +173,8 @@ pids = dict(zip(urls, (main_pid(u) for u in units)))
 for u in urls:
     before = exec_ms()
     out[u] = {"cold": scrape(u, pids[u]), "runs": []}
-    out[u]["cold"]["exec_ms"] = exec_ms() - before
+    after = exec_ms()
+    out[u]["cold"]["exec_ms"], out[u]["cold"]["plan_ms"] = (a - b for a, b in zip(after, before))
     out[u]["warmup"] = scrape(u, pids[u])
 ex0 = {u: process_ns(pids[u]) for u in urls}
 for i in range(repeat):
@@ -182,7 +185,7 @@ for i in range(repeat):
         before = after
         run = scrape(u, pids[u])
         after = exec_ms()
-        run["exec_ms"] = after - before
+        run["exec_ms"], run["plan_ms"] = (a - b for a, b in zip(after, before))
         out[u]["runs"].append(run)
 for u in urls:
     out[u]["exporter_cpu"] = (process_ns(pids[u]) - ex0[u]) / 1e9 / repeat
@@ -282,7 +285,9 @@ def install_postgres_exporter(h: InventoryHost, port: int, database: str) -> str
            f"password={secrets.password('bg_agents_monitor', generate=False)} sslmode=disable")
     env = (f"DATA_SOURCE_NAME='{dsn}'\n"
            "ARGS='--web.listen-address=127.0.0.1:9187'\n")
-    ssh(h, f"umask 077 && cat > /etc/default/{THEIRS_UNIT} && systemctl enable -q {THEIRS_UNIT}"
+    # The socket is 0770 to its group (CIS 2.6): the package's user joins it, as ours does.
+    ssh(h, f"usermod -a -G {postgres.SOCKET_GROUP} prometheus && umask 077 && "
+        f"cat > /etc/default/{THEIRS_UNIT} && systemctl enable -q {THEIRS_UNIT}"
         f" && systemctl restart {THEIRS_UNIT}", stdin=env)
     probe = (f"python3 -c \"import urllib.request; b = urllib.request.urlopen('{THEIRS}', "
              "timeout=30).read().decode(); print([l for l in b.splitlines() "
@@ -298,6 +303,17 @@ def install_postgres_exporter(h: InventoryHost, port: int, database: str) -> str
         raise SystemExit(f"postgres_exporter does not report pg_up 1:\n"
                          f"{ssh(h, f'journalctl -u {THEIRS_UNIT} -n 20 --no-pager')}")
     return ssh(h, f"dpkg-query -W -f='${{Version}}' {THEIRS_UNIT}").strip()
+
+
+def set_track_planning(h: InventoryHost, port: int, on: bool) -> None:
+    """pg_stat_statements.track_planning on for the run (planning time per scrape: both
+    exporters' statements are planned, ours once per connection, theirs at every scrape), or
+    back to the deployed configuration (ALTER SYSTEM RESET: postgresql.auto.conf as before)."""
+    sql = ("ALTER SYSTEM SET pg_stat_statements.track_planning = on" if on
+           else "ALTER SYSTEM RESET pg_stat_statements.track_planning")
+    ssh(h, shlex.join(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-p", str(port),
+                       "-d", "background_agents", "-v", "ON_ERROR_STOP=1", "-c", sql,
+                       "-c", "SELECT pg_reload_conf()"]) + " >/dev/null")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -316,6 +332,7 @@ def summary(label: str, result: dict[str, Any], duration_figure: str) -> dict[st
            "pg_cpu": sum(r["pg_cpu"] for r in runs) / n,
            "backend_cpu": sum(r["backend_cpu"] for r in runs) / n,
            "exec": sum(r["exec_ms"] for r in runs) / n / 1000,
+           "plan": sum(r["plan_ms"] for r in runs) / n / 1000,
            "exporter_cpu": result["exporter_cpu"]}
     print(f"{label}: {n} scrapes, {last['samples']} samples, {last['bytes']:,} bytes")
     print(f"  HTTP scrape        median {statistics.median(times) * 1000:7.1f} ms   "
@@ -328,7 +345,10 @@ def summary(label: str, result: dict[str, Any], duration_figure: str) -> dict[st
     print(f"  all postgres CPU   mean {out['pg_cpu'] * 1000:7.1f} ms/scrape   "
           "(every postgres process during the GET: background work too)")
     print(f"  pg_stat_statements mean {out['exec'] * 1000:7.1f} ms/scrape   "
-          "(total_exec_time of the monitor role: execution only, no planning)")
+          "(total_exec_time of the monitor role: execution only)")
+    print(f"  planning           mean {out['plan'] * 1000:7.1f} ms/scrape   "
+          f"(total_plan_time, track_planning on during the run; cold scrape "
+          f"{cold['plan_ms']:.1f} ms)")
     print(f"  exporter CPU       mean {out['exporter_cpu'] * 1000:7.1f} ms/scrape   "
           "(the exporter's own process, on the same host; /proc ticks over all rounds)")
     print(f"  cold first scrape  {cold['seconds'] * 1000:7.1f} ms HTTP, "
@@ -358,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between rounds")
     ap.add_argument("--skip-fill", action="store_true", help="the database is filled already")
     ap.add_argument("--keep", action="store_true", help="leave postgres_exporter running")
+    ap.add_argument("--no-track-planning", dest="track_planning", action="store_false",
+                    help="leave pg_stat_statements.track_planning alone (the run turns it on "
+                    "to count planning time, and resets it afterwards)")
     args = ap.parse_args(argv)
 
     h = primary(args.lab)
@@ -374,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ours = f"http://{exporter.listen_address(ex, h.address)}:{ex.port}/metrics"
     topup = TOPUP_SQL.format(interval=ex.heartbeat_interval_seconds, agents=args.agents,
                              event_step=30 * 86400 / max(1, int(FULL["events"] * args.scale)))
+    if args.track_planning:
+        set_track_planning(h, pg.port, True)
     try:
         print(f"scraping {ours} and {THEIRS} on {h.name}, {args.repeat} rounds ...", flush=True)
         raw = ssh(h, shlex.join(["python3", "-", str(args.repeat), str(args.pause), str(pg.port),
@@ -381,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                                  *OURS_FIGURES, *THEIRS_FIGURES]), stdin=TIMER)
         results = json.loads(raw)
     finally:
+        if args.track_planning:
+            set_track_planning(h, pg.port, False)
         if not args.keep:
             ssh(h, f"systemctl disable -q --now {THEIRS_UNIT}")
     print()

@@ -174,9 +174,13 @@ QUERIES: tuple[QuerySpec, ...] = (
               "WAL that may still be written before the slot is lost (max_slot_wal_keep_size)."),
     ), labels=("slot", "type")),
     # ---- agents -------------------------------------------------------------------------------
+    # On the parallel connection with the per-agent search, the other reader of `agents`: every
+    # heartbeat updates the agents table, so autovacuum vacuums and analyzes it about every
+    # minute, and each time every cached plan that reads it is made again. Out of the batch, the
+    # batch's plan (which reads every partition of the insert-only tables) is not among them.
     QuerySpec("agents_by_state", "postgres", "agents_by_state.sql", (
         gauge("bgdb_agents", "Agents by state."),
-    ), labels=("state",)),
+    ), labels=("state",), parallel=True),
     QuerySpec("agent_heartbeat", "postgres", "agent_heartbeat.sql", (
         gauge("bgdb_agent_last_heartbeat_age_seconds",
               "Seconds since the agent's last heartbeat (at most max_agents agents, most overdue "
