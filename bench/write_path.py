@@ -173,7 +173,7 @@ def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
     note = load()
     with tempfile.TemporaryDirectory(prefix="bgdb-bench-") as tmp:
         cmd = [exe, "-n", "-M", mode, "-c", str(clients), "-j", str(min(clients, 4)),
-               "-T", str(seconds), "-D", f"agents={AGENTS}", "-D", f"prefix={PREFIX}",
+               "-T", str(seconds), "-D", f"agents={AGENTS}",
                "-l", "--log-prefix", f"{tmp}/tx", "-f", str(MIX)]
         if rate:
             cmd += ["-R", str(rate)]
@@ -190,7 +190,9 @@ def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
     failed = int(m[1]) if (m := re.search(r"number of failed transactions: (\d+)",
                                           out.stdout)) else 0
     if out.returncode == 2:  # a client aborted (a refused connection, an error)
-        failed += len(re.findall(r"aborted|error", out.stderr, re.I)) or 1
+        errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+        failed += len(errors) or 1
+        note += f"; {errors[0] if errors else 'aborted'}"
     return Run(label, tps, pct(latencies, 0.50), pct(latencies, 0.95), failed, note)
 
 
