@@ -32,11 +32,11 @@ def settings(env: dict[str, str] | None = None, **data: Any) -> PgBouncerSetting
 def test_defaults_follow_the_seed_variables() -> None:
     b = settings()
     assert (b.port, b.pool_mode, b.default_pool_size, b.max_client_conn, b.query_wait_timeout) \
-        == (6432, "transaction", 10, 1000 * 10 + 100, 30)
+        == (6432, "transaction", 300 // 2 // 4 - 5, 1000 * 10 + 100, 30)
     assert b.admin_users == () and b.stats_users == ("bg_agents_monitor",)
     assert b.databases == ("background_agents",)
-    b = settings({"POSTGRESQL_POOL_SIZE": "20", "POSTGRESQL_TIMEOUT": "45"})
-    assert (b.default_pool_size, b.query_wait_timeout) == (20, 45)
+    b = settings({"POSTGRESQL_POOL_SIZE": "40", "POSTGRESQL_TIMEOUT": "45"})
+    assert (b.default_pool_size, b.query_wait_timeout) == (40, 45)  # above the server's share
     # An explicit pgbouncer_* key wins over the application's value.
     b = settings({"POSTGRESQL_POOL_SIZE": "20"}, pgbouncer_default_pool_size=7,
                  pgbouncer_query_wait_timeout=5)
@@ -48,7 +48,7 @@ def test_pool_roles_cover_every_role_pg_hba_lets_in_locally() -> None:
     app = app_settings(d)
     b = pgbouncer_settings(d, app, postgres_settings(d))
     assert set(postgres.hba_roles(app)) | {roles.MONITOR, b.auth_user} == set(b.pool_users)
-    assert b.server_connections == (10 + 5) * 1 * 5 * 1
+    assert b.server_connections == (300 // 2 // 5 - 5 + 5) * 1 * 5 * 1
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -119,7 +119,7 @@ def test_ini_pools_tls_and_auth() -> None:
         "auth_type": "scram-sha-256", "auth_file": "/etc/pgbouncer/userlist.txt",
         "auth_query": "SELECT usename, passwd FROM pgbouncer.user_search($1)",
         "admin_users": "", "stats_users": "bg_agents_monitor",
-        "pool_mode": "transaction", "default_pool_size": "10", "reserve_pool_size": "5",
+        "pool_mode": "transaction", "default_pool_size": "32", "reserve_pool_size": "5",
         "max_client_conn": "10100", "query_wait_timeout": "30", "server_reset_query": "DISCARD ALL",
         "client_tls_sslmode": "require",
         "client_tls_cert_file": "/etc/postgresql/15/main/bgdb-server.crt",
@@ -158,7 +158,20 @@ def test_fleet_sizes_client_connections_file_limit_and_role_limit() -> None:
     d = Data({**BASE, "postgres_app_connection_limit": 150}, env={})
     pg = postgres_settings(d)
     assert app_role_connection_limit(pg, pgbouncer_settings(d, app_settings(d), pg)) \
-        == 150 + (10 + 5)
+        == 150 + (32 + 5)
+
+
+@pytest.mark.parametrize(("data", "pool"), [
+    ({}, 32),  # oltp: 300 connections, half of them for 4 pooled roles, less the reserve
+    ({"postgres_workload": "mixed"}, 10),  # 100: never below the seed's POSTGRESQL_POOL_SIZE
+    ({"app_pool_size": 50}, 50),
+    ({"pgbouncer_default_pool_size": 12}, 12),  # set: kept
+])
+def test_server_pool_feeds_group_commit_within_half_the_server(data: dict[str, Any],
+                                                               pool: int) -> None:
+    b = settings(**data)
+    assert b.default_pool_size == pool
+    assert b.server_connections <= max(b.max_connections // 2, (pool + 5) * 4)
 
 
 @pytest.mark.parametrize(("candidate", "rendered"), [
