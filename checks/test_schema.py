@@ -71,8 +71,7 @@ def test_no_invalid_indexes(primary: Target) -> None:
 
 
 def test_searched_jsonb_has_gin(primary: Target) -> None:
-    """GIN indexes on the JSONB columns agents search (not on the insert-hot time series, whose
-    JSON nobody searches by containment: migration 0005)"""
+    """GIN indexes on the JSONB columns agents search by content (none on the hot time series)"""
     wanted = [("agents", "config"), ("agents", "metadata"), ("help_requests", "context"),
               ("agent_communications", "content")]
     have = {(t, c) for t, c in primary.sql("""
