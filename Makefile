@@ -7,7 +7,7 @@ APT_PACKAGES := systemd-container mmdebstrap apt-cacher-ng iproute2 nftables ope
 	prometheus python3-venv python3-pip postgresql-client tmux faketime
 DEMO_HOSTS ?= 3
 
-.PHONY: setup demo deploy evidence checks test lint down sandbox clean
+.PHONY: setup demo deploy evidence checks test lint down sandbox clean bench
 
 setup: $(VENV)/.installed
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -45,6 +45,13 @@ evidence: setup
 # The checks' verdict is the demo's exit status, but `where` is printed either way.
 demo: setup sandbox deploy evidence
 	@$(PY) -m bgdb check; status=$$?; $(PY) -m bgdb where; exit $$status
+
+# Benchmarks printing figures measured side by side in one run, against the deployed lab (or the
+# $BGDB_HOSTS_FILE hosts): the agents' write path (bench/write_path.py: schema tax, pooled vs
+# direct, open-loop tail latency, fleet). Other benches join here. e.g. BENCH_ARGS="--only tax".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) bench/write_path.py $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

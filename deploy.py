@@ -24,6 +24,7 @@ from deploy.monitoring_config import monitoring_settings
 from deploy.settings import (
     Data,
     SettingsError,
+    app_role_connection_limit,
     app_settings,
     backup_settings,
     exporter_settings,
@@ -49,9 +50,11 @@ if "postgres_primary" in host.groups:
     replica_hosts = inventory.get_group("postgres_replicas", [])
     replicas = [str(h.data.get("service_address")) for h in replica_hosts]
     postgres.install_postgres(pg, app, replicas)
-    roles.configure_roles(pg, app)
-    pgbouncer.install_pgbouncer(pg, app, pgbouncer_settings(data, app, pg))
-    schema.apply_migrations(pg, app)
+    bouncer = pgbouncer_settings(data, app, pg)
+    role_limit = app_role_connection_limit(pg, bouncer)
+    roles.configure_roles(pg, app, role_limit)
+    pgbouncer.install_pgbouncer(pg, app, bouncer)
+    schema.apply_migrations(pg, app, role_limit)
 
 # WAL archiving and backups: on the primary alone (local repository), or on the primary and the
 # backup host together (one call for both, so pyinfra orders their steps: backup.py).

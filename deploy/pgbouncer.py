@@ -72,9 +72,22 @@ def listen_addresses(bouncer: PgBouncerSettings, service_address: str) -> list[s
     return list(bouncer.listen_addresses) or [service_address, "127.0.0.1"]
 
 
-def render_ini(bouncer: PgBouncerSettings, pg: PostgresSettings, service_address: str) -> str:
+# PgBouncer keeps protocol-level prepared statements across transaction pooling from 1.21 on.
+PREPARED_STATEMENTS_SINCE = (1, 21)
+
+
+def supports_prepared_statements(package_version: str) -> bool:
+    """Whether a Debian pgbouncer package version ('1.24.1-1', '1.18.0-1') is 1.21 or newer."""
+    m = re.match(r"^(?:\d+:)?(\d+)\.(\d+)", package_version)
+    return m is not None and (int(m[1]), int(m[2])) >= PREPARED_STATEMENTS_SINCE
+
+
+def render_ini(bouncer: PgBouncerSettings, pg: PostgresSettings, service_address: str,
+               prepared_statements: bool = False) -> str:
+    """prepared_statements: the host's PgBouncer knows max_prepared_statements (1.21+)."""
     return render("pgbouncer.ini.j2", bouncer=bouncer, pg=pg, tls=tls_files(pg),
-                  listen=listen_addresses(bouncer, service_address), auth_file=AUTH_FILE)
+                  listen=listen_addresses(bouncer, service_address), auth_file=AUTH_FILE,
+                  max_prepared=bouncer.max_prepared_statements if prepared_statements else 0)
 
 
 def restart_settings(ini_lines: list[str] | None) -> dict[str, str]:
@@ -178,7 +191,9 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     server.shell(name="Reload PostgreSQL for the ident map",
                  commands=[f"systemctl reload {pg.unit}"], _if=ident.did_change)
 
-    ini = render_ini(bouncer, pg, address)
+    # From the package apt installs (its candidate): 1.18 would refuse an unknown key.
+    candidate = host.get_fact(hostfacts.AptCandidate, package="pgbouncer")
+    ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate))
     restart_needed = restart_settings(host.get_fact(FileContents, path=INI)) != \
         restart_settings(ini.splitlines())
     unit = files.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",

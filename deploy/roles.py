@@ -20,7 +20,7 @@ def login_roles(app: AppSettings) -> dict[str, str]:
 
 
 @deploy("Create the database, roles and passwords")
-def configure_roles(pg: PostgresSettings, app: AppSettings) -> None:
+def configure_roles(pg: PostgresSettings, app: AppSettings, app_role_limit: int) -> None:
     port = pg.port
     pgsql.role(name=f"Create role {OWNER}", role_name=OWNER, login=False, port=port)
     pgsql.database(name=f"Create database {app.database}", db=app.database, owner=OWNER,
@@ -38,7 +38,7 @@ def configure_roles(pg: PostgresSettings, app: AppSettings) -> None:
         pgsql.extension(name="Create extension set_user", ext="set_user",
                         database_name=app.database, port=port)
     for role, env in login_roles(app).items():
-        limit = f"CONNECTION LIMIT {pg.app_connection_limit}" if role == app.user else \
+        limit = f"CONNECTION LIMIT {app_role_limit}" if role == app.user else \
             "CONNECTION LIMIT 20"
         pgsql.role(name=f"Create role {role}", role_name=role, login=True, port=port,
                    attributes=limit)

@@ -20,9 +20,9 @@ DRIFT_EXIT = 2
 
 
 def migrate_command(pg: PostgresSettings, app: AppSettings, connect_roles: tuple[str, ...],
-                    *flags: str) -> str:
+                    app_role_limit: int, *flags: str) -> str:
     args = ["--dsn", f"dbname={app.database} port={pg.port}", "--app-user", app.user,
-            "--app-connection-limit", str(pg.app_connection_limit)]
+            "--app-connection-limit", str(app_role_limit)]
     for role in connect_roles:
         args += ["--grant-connect", role]
     return (f"cd {REMOTE} && runuser -u postgres -- python3 -m bgdb.migrate "
@@ -52,7 +52,7 @@ def apply_schema(check: str, apply: str):
 
 
 @deploy("Apply the agents' schema")
-def apply_migrations(pg: PostgresSettings, app: AppSettings,
+def apply_migrations(pg: PostgresSettings, app: AppSettings, app_role_limit: int,
                      connect_roles: tuple[str, ...] = ()) -> None:
     for rel in ("bgdb/__init__.py", "bgdb/migrate.py", "sql/roles.sql", "sql/monitor_views.sql"):
         files.put(name=f"Upload {rel}", src=str(REPO / rel), dest=f"{REMOTE}/{rel}",
@@ -60,5 +60,5 @@ def apply_migrations(pg: PostgresSettings, app: AppSettings,
     files.sync(name="Upload the migrations", src=str(REPO / "sql/migrations"),
                dest=f"{REMOTE}/sql/migrations", delete=True, mode="0644", dir_mode="0755")
     apply_schema(name="Apply roles.sql and pending migrations",
-                 check=migrate_command(pg, app, connect_roles, "--check"),
-                 apply=migrate_command(pg, app, connect_roles))
+                 check=migrate_command(pg, app, connect_roles, app_role_limit, "--check"),
+                 apply=migrate_command(pg, app, connect_roles, app_role_limit))

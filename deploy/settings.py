@@ -36,6 +36,7 @@ class AppSettings:
     pool_size: int
     timeout: int
     host: str | None  # where agents connect; None = the primary's service address
+    max_agents: int = 1000  # the fleet: each agent opens up to pool_size connections
 
     @property
     def password_env(self) -> str:
@@ -51,6 +52,7 @@ def app_settings(data: Data) -> AppSettings:
         pool_size=data.get("app_pool_size"),
         timeout=data.get("app_timeout"),
         host=data.get("app_host"),
+        max_agents=data.get("app_max_agents"),
     )
 
 
@@ -472,14 +474,21 @@ class PgBouncerSettings:
     databases: tuple[str, ...]  # [databases] entries, each routed to the local server
     pool_users: tuple[str, ...]
     max_connections: int  # the server's, which the pools must fit in
+    max_prepared_statements: int = 0  # rendered only where PgBouncer is 1.21+ (deploy's facts)
     auth_user: str = PGBOUNCER_AUTH_USER
     processes: int = PGBOUNCER_PROCESSES
 
     @property
     def server_connections(self) -> int:
         """The most server connections all pools together can open."""
-        return ((self.default_pool_size + self.reserve_pool_size) * len(self.databases)
-                * len(self.pool_users) * self.processes)
+        return self.server_connections_per_role * len(self.pool_users)
+
+    @property
+    def server_connections_per_role(self) -> int:
+        """Server connections PgBouncer may open as one pooled role (pass-through login):
+        PostgreSQL counts them against that role's CONNECTION LIMIT."""
+        return (self.default_pool_size + self.reserve_pool_size) * len(self.databases) \
+            * self.processes
 
     @property
     def console_users(self) -> tuple[str, ...]:
@@ -510,6 +519,34 @@ def pgbouncer_port(data: Data) -> int:
     return data.get("pgbouncer_port")
 
 
+# Client connections beyond the fleet's: operators, the exporter, readiness checks, load tests.
+CLIENT_CONN_HEADROOM = 100
+
+
+def fleet_client_conn(data: Data, app: AppSettings) -> int:
+    """max_client_conn: set, or every agent's whole pool (the seed's fleet) plus headroom."""
+    value = data.get("pgbouncer_max_client_conn")
+    return app.max_agents * app.pool_size + CLIENT_CONN_HEADROOM if value is None else value
+
+
+def write_pool_size(app_pool_size: int, max_connections: int, pooled_roles: int,
+                    reserve: int) -> int:
+    """PgBouncer's server connections per role by default: the pools of every pooled role may
+    take half of max_connections (the rest stays for direct clients), never less than the
+    seed's POSTGRESQL_POOL_SIZE. Each transaction with synchronous_commit waits for its WAL
+    flush; more concurrent server connections share each flush (group commit), so the pooled
+    write path keeps up with direct clients (bench/write_path.py: pool 10 gave 0.64x the
+    direct path's TPS at 64 clients, pool 40 0.78x)."""
+    return max(app_pool_size, max_connections // 2 // pooled_roles - reserve)
+
+
+def app_role_connection_limit(pg: PostgresSettings, bouncer: PgBouncerSettings) -> int:
+    """The app role's CONNECTION LIMIT: its direct clients' share (postgres_app_connection_limit)
+    plus the server connections PgBouncer logs in with as that role, which PostgreSQL counts
+    against the same limit - so a busy pool never refuses direct clients below their share."""
+    return pg.app_connection_limit + bouncer.server_connections_per_role
+
+
 def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
                        max_connections: int | None = None) -> PgBouncerSettings:
     """PgBouncer's settings, and the sizing guard: all pools together (plus the superuser
@@ -519,17 +556,22 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
         raise SettingsError("pgbouncer_port", port, f"must differ from postgres_port {pg.port}")
     pool = data.get("pgbouncer_default_pool_size")
     pool_src = data.raw("pgbouncer_default_pool_size")[1]
-    if pool is None:  # the seed's POSTGRESQL_POOL_SIZE
-        pool, pool_src = app.pool_size, data.raw("app_pool_size")[1]
+    max_conn = planned_max_connections(pg) if max_connections is None else max_connections
+    pool_users = tuple(dict.fromkeys((app.user, *PGBOUNCER_POOL_ROLES)))
+    reserve = data.get("pgbouncer_reserve_pool_size")
+    if pool is None:  # at least the seed's POSTGRESQL_POOL_SIZE, more where the server has room
+        pool, pool_src = write_pool_size(app.pool_size, max_conn, len(pool_users), reserve), \
+            data.raw("app_pool_size")[1]
     wait = data.get("pgbouncer_query_wait_timeout")
     bouncer = PgBouncerSettings(
         port=port,
         listen_addresses=data.get("pgbouncer_listen_addresses"),
         pool_mode=data.get("pgbouncer_pool_mode"),
         default_pool_size=pool,
-        reserve_pool_size=data.get("pgbouncer_reserve_pool_size"),
+        reserve_pool_size=reserve,
         reserve_pool_timeout=data.get("pgbouncer_reserve_pool_timeout"),
-        max_client_conn=data.get("pgbouncer_max_client_conn"),
+        max_client_conn=fleet_client_conn(data, app),
+        max_prepared_statements=data.get("pgbouncer_max_prepared_statements"),
         query_wait_timeout=app.timeout if wait is None else wait,
         server_reset_query=data.get("pgbouncer_server_reset_query"),
         server_idle_timeout=data.get("pgbouncer_server_idle_timeout"),
@@ -539,9 +581,8 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
         admin_users=data.get("pgbouncer_admin_users"),
         stats_users=data.get("pgbouncer_stats_users"),
         databases=(app.database,),
-        pool_users=tuple(dict.fromkeys((app.user, *PGBOUNCER_POOL_ROLES))),
-        max_connections=planned_max_connections(pg) if max_connections is None
-        else max_connections,
+        pool_users=pool_users,
+        max_connections=max_conn,
     )
     if PGBOUNCER_AUTH_USER in bouncer.console_users:
         raise SettingsError("pgbouncer_stats_users", PGBOUNCER_AUTH_USER,

@@ -292,6 +292,8 @@ KEYS_LIST: tuple[Key, ...] = (
         env="POSTGRESQL_SSL_MODE"),
     Key("app_pool_size", Int(1, 10000), 10, "app", "the agents' pool; PgBouncer's default pool",
         env="POSTGRESQL_POOL_SIZE"),
+    Key("app_max_agents", Int(1, 1_000_000), 1000, "app", "agents in the fleet, each with up to "
+        "app_pool_size connections: sizes PgBouncer's max_client_conn and file limit"),
     Key("app_timeout", Int(1, 3600), 30, "app", "seconds; PgBouncer's query_wait_timeout",
         env="POSTGRESQL_TIMEOUT"),
     Key("app_host", HostName(), None, "app", "where agents connect; None = the primary's "
@@ -331,7 +333,8 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("ssh_port", Int(1, 65535), 22, P, "sshd's port (the firewall keeps it open; pyinfra's)"),
     Key("postgres_log_min_duration_ms", Int(-1, 86_400_000), 1000, P, "log statements slower "
         "than this (the seed's log_min_duration_statement; pgBadger's slow queries); -1 = off"),
-    Key("postgres_app_connection_limit", Int(1, 100000), 200, P, "CONNECTION LIMIT of app_user"),
+    Key("postgres_app_connection_limit", Int(1, 100000), 200, P, "app_user's direct connections "
+        "(the role's CONNECTION LIMIT adds PgBouncer's server connections on top)"),
     Key("postgres_superuser_reserved_connections", Int(1, 100), 3, P, "kept for superusers"),
     # hardening (CIS PostgreSQL Benchmark; `bgdb check` reports each control)
     Key("postgres_superuser_connection_limit", Int(1, 1000), 10, "security", "CONNECTION LIMIT "
@@ -412,12 +415,17 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("pgbouncer_pool_mode", Choice(("session", "transaction", "statement")), "transaction",
         "pgbouncer", "pool_mode"),
     Key("pgbouncer_default_pool_size", Int(1, 10000), None, "pgbouncer", "server connections "
-        "per database and role; None = app_pool_size"),
+        "per database and role; None = half of max_connections over the pooled roles, less "
+        "the reserve, at least app_pool_size"),
     Key("pgbouncer_reserve_pool_size", Int(0, 10000), 5, "pgbouncer", "extra connections when "
         "clients wait too long"),
     Key("pgbouncer_reserve_pool_timeout", Int(0, 3600), 3, "pgbouncer", "seconds before the "
         "reserve is used"),
-    Key("pgbouncer_max_client_conn", Int(1, 100000), 1000, "pgbouncer", "client connections"),
+    Key("pgbouncer_max_client_conn", Int(1, 1_000_000), None, "pgbouncer", "client connections; "
+        "None = app_max_agents x app_pool_size + 100 (operators, monitoring)"),
+    Key("pgbouncer_max_prepared_statements", Int(0, 100000), 200, "pgbouncer", "protocol-level "
+        "prepared statements per server connection in transaction pooling; only where the "
+        "host's PgBouncer is 1.21+ (Debian 13), older ones force the simple protocol; 0 = off"),
     Key("pgbouncer_query_wait_timeout", Int(0, 86400), None, "pgbouncer", "seconds a client may "
         "queue; None = app_timeout"),
     Key("pgbouncer_server_reset_query", Pattern(r"^[^\n\r;]*\Z", "expected one SQL statement"),

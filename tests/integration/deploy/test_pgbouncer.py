@@ -21,13 +21,17 @@ import pytest
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from deploy import secrets
+from deploy.settings import PGBOUNCER_POOL_ROLES, write_pool_size
 from tests.sandbox_fixtures import Deployed, admin_dsn
 
 PORT = 6432
 APP_DB = "background_agents"
 APP_USER = "bg_agents_user"
 MONITOR = "bg_agents_monitor"
-POOL, RESERVE = 10, 5  # the defaults: POSTGRESQL_POOL_SIZE and pgbouncer_reserve_pool_size
+RESERVE = 5  # pgbouncer_reserve_pool_size's default
+# The default server pool: half of max_connections (oltp: 300) over the pooled roles, less the
+# reserve, at least POSTGRESQL_POOL_SIZE (10).
+POOL = write_pool_size(10, 300, len(PGBOUNCER_POOL_ROLES), RESERVE)
 CA = str(secrets.secrets_dir() / "ca/ca.crt")
 REPO = Path(__file__).resolve().parents[3]
 
@@ -283,8 +287,8 @@ BREAKAGES = [
     ("test_pgbouncer_tls_enforced", f"{_set('client_tls_sslmode', 'require', 'allow')} && {RELOAD}",
      f"{_set('client_tls_sslmode', 'allow', 'require')} && {RELOAD}",
      "PgBouncer did not refuse a client without TLS"),
-    ("test_pgbouncer_pooling", f"{_set('default_pool_size', '10', '7')} && {RELOAD}",
-     f"{_set('default_pool_size', '7', '10')} && {RELOAD}",
+    ("test_pgbouncer_pooling", f"{_set('default_pool_size', str(POOL), '7')} && {RELOAD}",
+     f"{_set('default_pool_size', '7', str(POOL))} && {RELOAD}",
      "PgBouncer runs with {'default_pool_size': '7'}; the deploy asked for"),
     ("test_pgbouncer_auth_without_plaintext", "chmod 0644 /etc/pgbouncer/userlist.txt",
      "chmod 0640 /etc/pgbouncer/userlist.txt", "expected 0640 root:postgres"),

@@ -14,6 +14,7 @@ from deploy.settings import (
     Data,
     PgBouncerSettings,
     SettingsError,
+    app_role_connection_limit,
     app_settings,
     pgbouncer_settings,
     planned_max_connections,
@@ -31,11 +32,11 @@ def settings(env: dict[str, str] | None = None, **data: Any) -> PgBouncerSetting
 def test_defaults_follow_the_seed_variables() -> None:
     b = settings()
     assert (b.port, b.pool_mode, b.default_pool_size, b.max_client_conn, b.query_wait_timeout) \
-        == (6432, "transaction", 10, 1000, 30)
+        == (6432, "transaction", 300 // 2 // 5 - 5, 1000 * 10 + 100, 30)
     assert b.admin_users == () and b.stats_users == ("bg_agents_monitor",)
     assert b.databases == ("background_agents",)
-    b = settings({"POSTGRESQL_POOL_SIZE": "20", "POSTGRESQL_TIMEOUT": "45"})
-    assert (b.default_pool_size, b.query_wait_timeout) == (20, 45)
+    b = settings({"POSTGRESQL_POOL_SIZE": "40", "POSTGRESQL_TIMEOUT": "45"})
+    assert (b.default_pool_size, b.query_wait_timeout) == (40, 45)  # above the server's share
     # An explicit pgbouncer_* key wins over the application's value.
     b = settings({"POSTGRESQL_POOL_SIZE": "20"}, pgbouncer_default_pool_size=7,
                  pgbouncer_query_wait_timeout=5)
@@ -48,7 +49,7 @@ def test_pool_roles_cover_every_role_pg_hba_lets_in_locally() -> None:
     b = pgbouncer_settings(d, app, postgres_settings(d))
     assert set(postgres.hba_roles(app)) | {roles.MONITOR, roles.OPS, b.auth_user} \
         == set(b.pool_users)
-    assert b.server_connections == (10 + 5) * 1 * 6 * 1
+    assert b.server_connections == (300 // 2 // 6 - 5 + 5) * 1 * 6 * 1
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -119,8 +120,8 @@ def test_ini_pools_tls_and_auth() -> None:
         "auth_type": "scram-sha-256", "auth_file": "/etc/pgbouncer/userlist.txt",
         "auth_query": "SELECT usename, passwd FROM pgbouncer.user_search($1)",
         "admin_users": "", "stats_users": "bg_agents_monitor",
-        "pool_mode": "transaction", "default_pool_size": "10", "reserve_pool_size": "5",
-        "max_client_conn": "1000", "query_wait_timeout": "30", "server_reset_query": "DISCARD ALL",
+        "pool_mode": "transaction", "default_pool_size": "25", "reserve_pool_size": "5",
+        "max_client_conn": "10100", "query_wait_timeout": "30", "server_reset_query": "DISCARD ALL",
         "client_tls_sslmode": "require",
         "client_tls_cert_file": "/etc/postgresql/15/main/bgdb-server.crt",
         "client_tls_key_file": "/etc/postgresql/15/main/bgdb-server.key",
@@ -144,6 +145,51 @@ def test_ini_listen_override_and_restart_detection() -> None:
     moved = pgbouncer.restart_settings(ini(pgbouncer_listen_addresses=["10.0.0.9"]).splitlines())
     assert moved["listen_addr"] == "10.0.0.9" and moved != default
     assert pgbouncer.restart_settings(None) != default
+
+
+def test_fleet_sizes_client_connections_file_limit_and_role_limit() -> None:
+    """The seed's fleet (agents x POSTGRESQL_POOL_SIZE) fits through PgBouncer, not a constant;
+    the app role's limit adds PgBouncer's server connections to the direct clients' share."""
+    b = settings({"POSTGRESQL_POOL_SIZE": "4"}, app_max_agents=3000)
+    assert b.max_client_conn == 3000 * 4 + 100
+    text = render("pgbouncer.service.conf.j2", bouncer=b)
+    limit = int(re.search(r"^LimitNOFILE=(\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert limit >= b.max_client_conn + b.server_connections
+    assert settings(pgbouncer_max_client_conn=500).max_client_conn == 500  # set: kept
+    d = Data({**BASE, "postgres_app_connection_limit": 150}, env={})
+    pg = postgres_settings(d)
+    assert app_role_connection_limit(pg, pgbouncer_settings(d, app_settings(d), pg)) \
+        == 150 + (25 + 5)
+
+
+@pytest.mark.parametrize(("data", "pool"), [
+    ({}, 25),  # oltp: 300 connections, half of them for 5 pooled roles, less the reserve
+    ({"postgres_workload": "mixed"}, 10),  # 100: never below the seed's POSTGRESQL_POOL_SIZE
+    ({"app_pool_size": 50}, 50),
+    ({"pgbouncer_default_pool_size": 12}, 12),  # set: kept
+])
+def test_server_pool_feeds_group_commit_within_half_the_server(data: dict[str, Any],
+                                                               pool: int) -> None:
+    b = settings(**data)
+    assert b.default_pool_size == pool
+    assert b.server_connections <= max(b.max_connections // 2, (pool + 5) * 5)
+
+
+@pytest.mark.parametrize(("candidate", "rendered"), [
+    ("1.24.1-1", "max_prepared_statements = 200"), ("1.21.0-1", "max_prepared_statements = 200"),
+    ("1.18.0-1", None), ("1.15.0-2", None), ("", None)])
+def test_prepared_statements_only_where_pgbouncer_has_them(candidate: str,
+                                                           rendered: str | None) -> None:
+    d = Data(BASE, env={})
+    pg = postgres_settings(d)
+    text = pgbouncer.render_ini(pgbouncer_settings(d, app_settings(d), pg), pg, "10.0.0.5",
+                                pgbouncer.supports_prepared_statements(candidate))
+    found = [line for line in text.splitlines() if line.startswith("max_prepared_statements")]
+    assert found == ([rendered] if rendered else [])
+    off = Data({**BASE, "pgbouncer_max_prepared_statements": 0}, env={})
+    text = pgbouncer.render_ini(pgbouncer_settings(off, app_settings(off), pg), pg, "10.0.0.5",
+                                True)
+    assert not re.search(r"^max_prepared_statements", text, re.M)  # 0: off, even on 1.24
 
 
 def test_unit_drop_in_raises_the_file_limit() -> None:
