@@ -9,6 +9,7 @@ from pyinfra.api.exceptions import DeployError
 from deploy import (
     backup,
     exporter,
+    factcache,
     hostfacts,
     maintenance,
     monitoring,
@@ -33,6 +34,7 @@ from deploy.settings import (
     upgrade_settings,
 )
 
+factcache.install()  # facts gathered once per host until a command changes it
 data = Data(host.data.dict())
 app = app_settings(data)
 

@@ -71,9 +71,9 @@ def failed_steps(output: str) -> str:
 
 
 def run_deploy(env: dict[str, str] | None = None, extra_args: list[str] | None = None,
-               timeout: float = 900) -> DeployResult:
+               timeout: float = 900, deploy_file: str = "deploy.py") -> DeployResult:
     pyinfra = Path(sys.executable).with_name("pyinfra")
-    cmd = [str(pyinfra), "-y", *(extra_args or []), "inventory.py", "deploy.py"]
+    cmd = [str(pyinfra), "-y", *(extra_args or []), "inventory.py", deploy_file]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
