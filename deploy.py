@@ -13,6 +13,7 @@ from deploy import (
     hostfacts,
     maintenance,
     monitoring,
+    opstack,
     pgbadger,
     pgbouncer,
     postgres,
@@ -35,6 +36,7 @@ from deploy.settings import (
 )
 
 factcache.install()  # facts gathered once per host until a command changes it
+opstack.install()  # operation order from line numbers without reading source files
 data = Data(host.data.dict())
 app = app_settings(data)
 

@@ -97,11 +97,11 @@ def _cached_get_fact(original: Callable[..., Any]) -> Callable[..., Any]:
         hit = _cache.get(key)
         if hit is not None and hit[0] == generation:
             _stats["hits"] += 1
-            return copy.deepcopy(hit[1])  # operations may edit what they are given
+            return copy.copy(hit[1])  # operations may edit what they are given
         _stats["misses"] += 1
         with _fact_running(host):
             value = original(state, host, cls, args=args, kwargs=kwargs, **rest)
-        _cache[key] = (generation, copy.deepcopy(value))
+        _cache[key] = (generation, copy.copy(value))
         return value
 
     return get_fact
