@@ -5,7 +5,8 @@ pyinfra 3 runs a fact's command every time an operation asks for it: a no-change
 an SSH round trip. A fact can only change when a command runs on its host (the deploy is the only
 writer), so an answer stays exact until the next command that is not itself a fact: then every
 cached answer of that host is dropped. Facts that move on their own (clocks, live database or
-replication state) are never cached: only the classes listed below are.
+replication state, a backup repository another host writes to) are never cached: only the
+classes listed below are.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ CACHEABLE = frozenset({
     "deploy.hostfacts.Facts", "deploy.hostfacts.UnitProperty", "deploy.hostfacts.AptCandidate",
     "deploy.postgres.ClusterExists", "deploy.postgres.UserGroups", "deploy.postgres._InContainer",
     "deploy.jobs.EnabledUnits", "deploy.upgrades.InactiveUnits", "deploy.backup.SshHostKey",
-    "deploy.backup._RepoKey", "deploy.uploads.PathStates", "deploy.pgsql.PsqlBatch",
+    "deploy.uploads.PathStates", "deploy.pgsql.PsqlBatch",
 })
 
 _generation: dict[str, int] = {}  # host name -> commands run on it that were not facts

@@ -80,6 +80,7 @@ class PsqlBatch(FactBase[dict[str, list[list[str]] | None]]):
 
 
 _BATCH = "__BGDB_END_OF_QUERY__"
+_IN_RECOVERY = "SELECT pg_is_in_recovery()"
 # Queries the deploy's operations will ask, registered when they are declared, per host and
 # (database, port): the first one asked runs them all (deploy/factcache.py keeps the answers
 # until a command changes the host). A no-change deploy asked ~20 queries, one psql each.
@@ -93,9 +94,11 @@ def expect(query: str, database: str = "postgres", port: int = 5432) -> None:
 def rows(query: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
     expected = _EXPECTED.get(host.name, {}).get((database, port), set())
     if query in expected:
-        queries = tuple(sorted(expected))
+        queries = (_IN_RECOVERY, *sorted(expected))
         answers = host.get_fact(PsqlBatch, queries=queries, database=database, port=port)
-        if query in answers:
+        # A standby's catalog changes by replication, without a command on this host: there
+        # the answers are not kept (deploy/factcache.py), each query runs when it is asked.
+        if query in answers and answers[_IN_RECOVERY] == [["f"]]:
             return answers[query]
     return host.get_fact(PsqlRows, query=query, database=database, port=port)
 
