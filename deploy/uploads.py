@@ -25,7 +25,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import IO, Any
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 
 _FILES: dict[str, set[str]] = {}  # host name -> paths whose own state is checked
@@ -45,9 +45,14 @@ class PathState:
 class PathStates(FactBase[dict[str, PathState]]):
     """Type, mode, owner and SHA-1 of the given paths and of everything under the given trees."""
 
-    def command(self, files: tuple[str, ...], trees: tuple[str, ...]) -> str:
+    def command(self, files: tuple[str, ...], trees: tuple[str, ...],
+                dirs: tuple[str, ...] = ()) -> str:
         fmt = "'%y %m %u %g %p\\n'"
         parts = []
+        if dirs:  # a directory and the files directly in it
+            quoted = " ".join(shlex.quote(p) for p in dirs)
+            parts.append(f"find {quoted} -maxdepth 1 -printf {fmt} "
+                         "-type f -exec sha1sum {} + 2>/dev/null")
         if files:
             quoted = " ".join(shlex.quote(p) for p in files)
             parts.append(f"find {quoted} -maxdepth 0 -printf {fmt} "
@@ -76,7 +81,12 @@ def _declare(files: list[str] = (), trees: list[str] = ()) -> None:  # type: ign
     _TREES.setdefault(host.name, set()).update(trees)
 
 
-def _states() -> dict[str, PathState]:
+def _states(near: str | None = None) -> dict[str, PathState]:
+    """Every declared path; while operations are still being declared (an operation's
+    will_change asked then), the directory of `near`, so that several such questions about one
+    directory (systemd units) share one answer."""
+    if near and not state.is_executing:
+        return host.get_fact(PathStates, files=(), trees=(), dirs=(posixpath.dirname(near),))
     return host.get_fact(PathStates, files=tuple(sorted(_FILES.get(host.name, ()))),
                          trees=tuple(sorted(_TREES.get(host.name, ()))))
 
@@ -181,7 +191,7 @@ def _missing_parent(path: str, states: dict[str, PathState], user: str | None,
 def _put(src: str | IO[Any], dest: str, user: str | None = None, group: str | None = None,
          mode: str | int | None = None, create_remote_dir: bool = True
          ) -> Generator[Any, None, None]:
-    states = _states()
+    states = _states(near=dest)
     want = _Want(dest, _content(src), _mode(mode), user, group)
     dirs = _missing_parent(dest, states, user, group) if create_remote_dir else []
     yield from _apply([want], states, dirs)
