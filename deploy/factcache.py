@@ -19,9 +19,11 @@ from typing import Any
 
 import pyinfra.api.host as pyinfra_host
 from pyinfra import host as current_host
+from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.host import Host
+from pyinfra.facts.files import Directory
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
-from pyinfra.operations import systemd
+from pyinfra.operations import files, systemd
 
 # State that only a command changes: files, users, packages, units, the bundle's own such facts.
 CACHEABLE = frozenset({
@@ -39,7 +41,7 @@ CACHEABLE = frozenset({
     "deploy.hostfacts.Facts", "deploy.hostfacts.UnitProperty", "deploy.hostfacts.AptCandidate",
     "deploy.postgres.ClusterExists", "deploy.postgres.UserGroups", "deploy.postgres._InContainer",
     "deploy.jobs.EnabledUnits", "deploy.upgrades.InactiveUnits", "deploy.backup.SshHostKey",
-    "deploy.uploads.PathStates", "deploy.pgsql.PsqlBatch",
+    "deploy.uploads.PathStates", "deploy.pgsql.PsqlBatch", "deploy.factcache.Directories",
 })
 
 _generation: dict[str, int] = {}  # host name -> commands run on it that were not facts
@@ -49,6 +51,7 @@ _stats = {"hits": 0, "misses": 0}
 # Units that systemd.service operations will ask about, per host: SystemdStatus and
 # SystemdEnabled (one unit per operation in pyinfra) are asked for all of them at once.
 _units: dict[str, set[str]] = {}
+_dirs: dict[str, set[str]] = {}  # likewise the paths of files.directory operations
 _UNIT_SUFFIXES = (".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target",
                   ".path", ".timer", ".slice", ".scope")
 
@@ -82,6 +85,12 @@ def _cached_get_fact(original: Callable[..., Any]) -> Callable[..., Any]:
         if _name(cls) not in CACHEABLE:
             with _fact_running(host):
                 return original(state, host, cls, args=args, kwargs=kwargs, **rest)
+        path = (kwargs or {}).get("path")
+        if cls is Directory and not args and set(kwargs or {}) == {"path"} and path in _dirs.get(
+                host.name, ()):
+            every = cached(state, host, Directories, (),
+                           {"paths": tuple(sorted(_dirs[host.name]))}, rest)
+            return copy.copy(every[path])
         one_unit = _one_unit(cls, args, kwargs)
         if one_unit:
             # systemctl shows each unit it is given on its own: one query for all of them.
@@ -119,6 +128,48 @@ def _one_unit(cls: type, args: Any, kwargs: Any) -> str | None:
     return str(services[0])
 
 
+_END = "__BGDB_END_OF_FACT__"
+
+
+class Directories(FactBase[dict[str, Any]]):
+    """pyinfra's Directory fact for several paths in one command: its own command per path,
+    then its own parser on each path's output, with the exit status pyinfra would have seen."""
+
+    paths: tuple[str, ...] = ()
+
+    def command(self, paths: tuple[str, ...]) -> StringCommand:
+        self.paths = paths  # pyinfra processes the output with this same instance
+        parts: list[Any] = []
+        for p in paths:
+            parts += ["(", Directory().command(path=p), ")", "2>/dev/null;", "echo", _END, "$?;"]
+        return StringCommand(*parts, "true")
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        lines: list[str] = []
+        answers = iter(self.paths)
+        for line in output:
+            if not line.startswith(_END + " "):
+                lines.append(line)
+                continue
+            fact = Directory()
+            ok = line.split()[-1] == "0"
+            found[next(answers)] = fact.process(lines) if ok and lines else fact.default()
+            lines = []
+        return found
+
+
+def _registering_dirs(directory_op: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(directory_op)
+    def directory(*args: Any, **kwargs: Any) -> Any:
+        path = kwargs.get("path", args[0] if args else None)
+        if isinstance(path, str):
+            _dirs.setdefault(current_host.name, set()).add(path)
+        return directory_op(*args, **kwargs)
+
+    return directory
+
+
 def _registering_units(service_op: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(service_op)
     def service(*args: Any, **kwargs: Any) -> Any:
@@ -150,6 +201,7 @@ def install() -> None:
     Host.run_shell_command = _invalidating(Host.run_shell_command)  # type: ignore[method-assign]
     Host.put_file = _invalidating(Host.put_file)  # type: ignore[method-assign]
     systemd.service = _registering_units(systemd.service)  # type: ignore[assignment]
+    files.directory = _registering_dirs(files.directory)  # type: ignore[assignment]
     pyinfra_host._bgdb_factcache = True  # type: ignore[attr-defined]
 
 
