@@ -54,7 +54,10 @@ def measure(size: int, release: str, baseline: Path | None) -> dict[str, float |
             raise SystemExit(f"second deploy failed:\n{second.report()}")
         old: dict[str, float | int] = {}
         if baseline:
-            prior = run_deploy(env, cwd=baseline)
+            # The same secrets as this deploy's (default .secrets/ beside the code), or it
+            # would see new passwords, certificates and a new repository key.
+            secrets = os.environ.get("BGDB_SECRETS_DIR", str(REPO / ".secrets"))
+            prior = run_deploy({**env, "BGDB_SECRETS_DIR": secrets}, cwd=baseline)
             if prior.returncode != 0:
                 raise SystemExit(f"baseline deploy failed:\n{prior.report()}")
             old = {"baseline_s": prior.seconds, "baseline_changed": len(prior.changed)}
