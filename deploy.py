@@ -9,9 +9,11 @@ from pyinfra.api.exceptions import DeployError
 from deploy import (
     backup,
     exporter,
+    factcache,
     hostfacts,
     maintenance,
     monitoring,
+    opstack,
     pgbadger,
     pgbouncer,
     postgres,
@@ -34,6 +36,8 @@ from deploy.settings import (
     upgrade_settings,
 )
 
+factcache.install()  # facts gathered once per host until a command changes it
+opstack.install()  # operation order from line numbers without reading source files
 data = Data(host.data.dict())
 app = app_settings(data)
 

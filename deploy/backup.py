@@ -26,7 +26,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 
-from deploy import hostfacts, jobs, pgsql, secrets
+from deploy import hostfacts, jobs, pgsql, secrets, uploads
 from deploy.render import render
 from deploy.settings import (
     AppSettings,
@@ -191,8 +191,8 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
     text = pgbackrest_conf(bk, pg, cipher,
                            repo_host=peer.address if peer and side == "db" else None,
                            pg_host=peer.address if peer and side == "repo" else None)
-    conf = files.put(name="Write the pgBackRest configuration", src=StringIO(text), dest=CONF,
-                     user="root", group=owner, mode="0640")
+    conf = uploads.put(name="Write the pgBackRest configuration", src=StringIO(text), dest=CONF,
+                       user="root", group=owner, mode="0640")
     dirs = {"local": (bk.repo_path, SPOOL, LOG), "db": (SPOOL, LOG), "repo": (bk.repo_path, LOG)}
     for path in dirs[side]:
         files.directory(name=f"Create {path}", path=path, user=owner, group=owner, mode="0750")
@@ -287,14 +287,14 @@ def _ssh_link(side: Side, bk: BackupSettings, peer: Peer, peer_host_key: str) ->
     _, peer_public = secrets.ssh_keypair(f"pgbackrest-{'repo' if side == 'db' else 'db'}")
     files.directory(name=f"Create {home}/.ssh", path=f"{home}/.ssh", user=user, group=user,
                     mode="0700")
-    files.put(name="Install this host's pgBackRest SSH key", src=StringIO(private),
-              dest=f"{home}/.ssh/id_ed25519", user=user, group=user, mode="0600")
-    files.put(name=f"Authorize {peer.name}'s pgBackRest SSH key",
-              src=StringIO(authorized_keys_line(peer_public, peer.address)),
-              dest=f"{home}/.ssh/authorized_keys", user=user, group=user, mode="0600")
-    files.put(name=f"Pin {peer.name}'s SSH host key",
-              src=StringIO(known_hosts_line(peer.address, bk.ssh_port, peer_host_key)),
-              dest=f"{home}/.ssh/known_hosts", user=user, group=user, mode="0644")
+    uploads.put(name="Install this host's pgBackRest SSH key", src=StringIO(private),
+                dest=f"{home}/.ssh/id_ed25519", user=user, group=user, mode="0600")
+    uploads.put(name=f"Authorize {peer.name}'s pgBackRest SSH key",
+                src=StringIO(authorized_keys_line(peer_public, peer.address)),
+                dest=f"{home}/.ssh/authorized_keys", user=user, group=user, mode="0600")
+    uploads.put(name=f"Pin {peer.name}'s SSH host key",
+                src=StringIO(known_hosts_line(peer.address, bk.ssh_port, peer_host_key)),
+                dest=f"{home}/.ssh/known_hosts", user=user, group=user, mode="0644")
 
 
 class SshHostKey(FactBase[str | None]):

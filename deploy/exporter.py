@@ -21,7 +21,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import jobs, postgres, secrets
+from deploy import jobs, postgres, secrets, uploads
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -152,43 +152,43 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
 
     # Only our two subdirectories: bgdb/, sql/migrations, sql/maintenance beside them belong to
     # the other deploys, and a sync of the parent with delete=True would remove them.
-    code = files.sync(name="Upload the exporter package", src=str(jobs.REPO / "exporters"),
-                      dest=f"{REMOTE}/exporters", delete=True, mode="0644", dir_mode="0755",
-                      exclude=_PYTHON_JUNK, exclude_dir=_PYTHON_JUNK_DIRS)
-    sql = files.sync(name="Upload the exporter's SQL", src=str(jobs.REPO / "sql" / "exporter"),
-                     dest=f"{REMOTE}/sql/exporter", delete=True, mode="0644", dir_mode="0755")
+    code = uploads.sync(name="Upload the exporter package", src=str(jobs.REPO / "exporters"),
+                        dest=f"{REMOTE}/exporters", delete=True, mode="0644", dir_mode="0755",
+                        exclude=_PYTHON_JUNK, exclude_dir=_PYTHON_JUNK_DIRS)
+    sql = uploads.sync(name="Upload the exporter's SQL", src=str(jobs.REPO / "sql" / "exporter"),
+                       dest=f"{REMOTE}/sql/exporter", delete=True, mode="0644", dir_mode="0755")
     files.directory(name=f"Create {CONF_DIR}", path=CONF_DIR, user="root", group=USER,
                     mode="0750")
     bouncer_port = pgbouncer_port(Data(host.data.dict())) if ex.pgbouncer else None
     password = secrets.password(MONITOR)
     entries = [(pg.port, app.database)] + ([(bouncer_port, "pgbouncer")] if bouncer_port else [])
     # libpq refuses a passfile that group or others can read: owned by the exporter, 0600.
-    pgpass = files.put(name="Write the exporter's passfile (monitor role)",
-                       src=StringIO(passfile(entries, password)), dest=PASSFILE, user=USER,
-                       group=USER, mode="0600")
+    pgpass = uploads.put(name="Write the exporter's passfile (monitor role)",
+                         src=StringIO(passfile(entries, password)), dest=PASSFILE, user=USER,
+                         group=USER, mode="0600")
     tls_ops = []
     if ex.tls:
         cert = postgres.server_certificate(pg, address)  # the one PostgreSQL serves
         tls_ops = [
-            files.put(name="Upload the exporter's TLS certificate",
-                      src=StringIO(cert.cert_pem + cert.ca_pem), dest=TLS_CERT, user="root",
-                      group=USER, mode="0644"),
-            files.put(name="Upload the exporter's TLS key", src=StringIO(cert.key_pem),
-                      dest=TLS_KEY, user="root", group=USER, mode="0640"),
+            uploads.put(name="Upload the exporter's TLS certificate",
+                        src=StringIO(cert.cert_pem + cert.ca_pem), dest=TLS_CERT, user="root",
+                        group=USER, mode="0644"),
+            uploads.put(name="Upload the exporter's TLS key", src=StringIO(cert.key_pem),
+                        dest=TLS_KEY, user="root", group=USER, mode="0640"),
         ]
     cfg = exporter_config(ex, pg, app, service_address=address, bouncer_port=bouncer_port,
                           backup_status_file=backup_status_file if ex.backup_status else None,
                           basic_auth_password=scrape_password(ex),
                           current_hash=current_password_hash(
                               host.get_fact(FileContents, path=CONFIG)))
-    conf = files.put(name="Write the exporter's configuration",
-                     src=StringIO(render_config(cfg)), dest=CONFIG, user="root", group=USER,
-                     mode="0640")
+    conf = uploads.put(name="Write the exporter's configuration",
+                       src=StringIO(render_config(cfg)), dest=CONFIG, user="root", group=USER,
+                       mode="0640")
     after = [f"{pg.unit}.service"] + (["pgbouncer.service"] if ex.pgbouncer else [])
-    unit = files.put(name="Install the exporter's systemd unit",
-                     src=as_file("bgdb-exporter.service.j2", user=USER, remote=REMOTE,
-                                 config=CONFIG, after=after),
-                     dest=UNIT_FILE, mode="0644")
+    unit = uploads.put(name="Install the exporter's systemd unit",
+                       src=as_file("bgdb-exporter.service.j2", user=USER, remote=REMOTE,
+                                   config=CONFIG, after=after),
+                       dest=UNIT_FILE, mode="0644")
     changed = [account, code, sql, pgpass, conf, unit, *tls_ops]
     server.shell(name="Restart the exporter (its files changed)",
                  commands=["systemctl daemon-reload", f"systemctl restart {UNIT}"],

@@ -10,6 +10,7 @@ from pathlib import Path
 from pyinfra.api import FactBase
 from pyinfra.operations import files, systemd
 
+from deploy import uploads
 from deploy.render import as_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +47,8 @@ def common_args(name: str, status_dir: str, port: int, database: str) -> tuple[s
 
 
 def install_runner(status_dir: str, user: str = "postgres") -> None:
-    files.put(name="Upload the job runner", src=str(REPO / "bgdb" / "jobs.py"), dest=RUNNER,
-              mode="0755", create_remote_dir=True)
+    uploads.put(name="Upload the job runner", src=str(REPO / "bgdb" / "jobs.py"), dest=RUNNER,
+                mode="0755", create_remote_dir=True)
     # Readable by everyone: the exporter reads backup.json from here.
     files.directory(name="Create the job status directory", path=status_dir, user=user,
                     group=user, mode="0755")
@@ -56,11 +57,11 @@ def install_runner(status_dir: str, user: str = "postgres") -> None:
 def install_timer(job: Job, after: str) -> None:
     """The service (oneshot, as postgres) and its timer, enabled; the timer is restarted when
     its schedule changed so the new one applies at once."""
-    service = files.put(name=f"Install {job.service}",
-                        src=as_file("bgdb-job.service.j2", job=job, after=after),
-                        dest=f"{UNIT_DIR}/{job.service}", mode="0644")
-    timer = files.put(name=f"Install {job.timer}", src=as_file("bgdb-job.timer.j2", job=job),
-                      dest=f"{UNIT_DIR}/{job.timer}", mode="0644")
+    service = uploads.put(name=f"Install {job.service}",
+                          src=as_file("bgdb-job.service.j2", job=job, after=after),
+                          dest=f"{UNIT_DIR}/{job.service}", mode="0644")
+    timer = uploads.put(name=f"Install {job.timer}", src=as_file("bgdb-job.timer.j2", job=job),
+                        dest=f"{UNIT_DIR}/{job.timer}", mode="0644")
     systemd.service(name=f"Enable {job.timer}", service=job.timer, running=True, enabled=True,
                     restarted=timer.will_change,
                     daemon_reload=service.will_change or timer.will_change)

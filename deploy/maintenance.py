@@ -9,9 +9,8 @@ VACUUM FULL or REINDEX DATABASE (README, "Maintenance").
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
-from deploy import jobs
+from deploy import jobs, uploads
 from deploy.settings import AppSettings, BackupSettings, MaintenanceSettings, PostgresSettings
 
 SQL_DIR = f"{jobs.REMOTE}/sql/maintenance"
@@ -49,8 +48,8 @@ def maintenance_jobs(mt: MaintenanceSettings, bk: BackupSettings, pg: PostgresSe
 @deploy("Schedule database maintenance")
 def configure_maintenance(mt: MaintenanceSettings, bk: BackupSettings, pg: PostgresSettings,
                           app: AppSettings) -> None:
-    files.sync(name="Upload the maintenance SQL", src=str(jobs.REPO / "sql" / "maintenance"),
-               dest=SQL_DIR, delete=True, mode="0644", dir_mode="0755")
+    uploads.sync(name="Upload the maintenance SQL", src=str(jobs.REPO / "sql" / "maintenance"),
+                 dest=SQL_DIR, delete=True, mode="0644", dir_mode="0755")
     jobs.install_runner(bk.status_dir)
     for job in maintenance_jobs(mt, bk, pg, app):
         jobs.install_timer(job, after=f"{pg.unit}.service")

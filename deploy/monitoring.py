@@ -23,7 +23,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.api.inventory import Inventory
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, exporter, hostfacts, secrets
+from deploy import certs, exporter, hostfacts, secrets, uploads
 from deploy.monitoring_config import (
     ALERTMANAGER_PORT,
     CA_FILE,
@@ -112,10 +112,10 @@ def install_node_exporter(ms: MonitoringSettings) -> None:
         _firewall(NODE_FIREWALL, [NODE_EXPORTER_PORT],
                   [*pg.monitoring_cidrs, *monitoring_addresses(host.inventory)])
     # The defaults file first: the package starts the service with it, never on every interface.
-    args = files.put(name="Write the node exporter's arguments",
-                     src=StringIO(defaults_file(node_exporter_args(
-                         _address(host), host.get_fact(hostfacts.Facts).os_version))),
-                     dest="/etc/default/prometheus-node-exporter", mode="0644")
+    args = uploads.put(name="Write the node exporter's arguments",
+                       src=StringIO(defaults_file(node_exporter_args(
+                           _address(host), host.get_fact(hostfacts.Facts).os_version))),
+                       dest="/etc/default/prometheus-node-exporter", mode="0644")
     apt.packages(name="Install the node exporter", packages=["prometheus-node-exporter"],
                  cache_time=86400, no_recommends=True)
     server.shell(name="Restart the node exporter (its arguments changed)",
@@ -131,29 +131,29 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     _firewall(MONITORING_FIREWALL, [PROMETHEUS_PORT, ALERTMANAGER_PORT],
               [*ms.allowed_cidrs, address])
     # Arguments first, so the packages' first start already listens on the service address only.
-    prom_args = files.put(name="Write Prometheus's arguments",
-                          src=StringIO(defaults_file(prometheus_args(ms, address))),
-                          dest="/etc/default/prometheus", mode="0644")
-    am_args = files.put(name="Write Alertmanager's arguments",
-                        src=StringIO(defaults_file(alertmanager_args(address))),
-                        dest="/etc/default/prometheus-alertmanager", mode="0644")
+    prom_args = uploads.put(name="Write Prometheus's arguments",
+                            src=StringIO(defaults_file(prometheus_args(ms, address))),
+                            dest="/etc/default/prometheus", mode="0644")
+    am_args = uploads.put(name="Write Alertmanager's arguments",
+                          src=StringIO(defaults_file(alertmanager_args(address))),
+                          dest="/etc/default/prometheus-alertmanager", mode="0644")
     apt.packages(name="Install Prometheus and Alertmanager", packages=PACKAGES,
                  cache_time=86400, no_recommends=True)
     files.directory(name=f"Create {RULES_DIR}", path=RULES_DIR, user="root",
                     group="prometheus", mode="0750")
-    changed = [files.put(name=f"Upload the rules {f.name}", src=str(f),
-                         dest=f"{RULES_DIR}/{f.name}", user="root", group="prometheus",
-                         mode="0640") for f in RULE_FILES]
+    changed = [uploads.put(name=f"Upload the rules {f.name}", src=str(f),
+                           dest=f"{RULES_DIR}/{f.name}", user="root", group="prometheus",
+                           mode="0640") for f in RULE_FILES]
     targets = exporter_targets(inventory)
     if any(t.tls for t in targets):
-        changed.append(files.put(name="Upload the CA that signs the exporters' certificates",
-                                 src=StringIO(_ca_pem()), dest=CA_FILE, mode="0644"))
+        changed.append(uploads.put(name="Upload the CA that signs the exporters' certificates",
+                                   src=StringIO(_ca_pem()), dest=CA_FILE, mode="0644"))
     if any(t.basic_auth_user for t in targets):
-        changed.append(files.put(
+        changed.append(uploads.put(
             name="Write the exporters' scrape password", dest=SCRAPE_PASSWORD_FILE,
             src=StringIO(secrets.password(exporter.SCRAPE_SECRET)), user="root",
             group="prometheus", mode="0640"))
-    changed.append(files.put(
+    changed.append(uploads.put(
         name="Write prometheus.yml",
         src=StringIO(prometheus_config(ms, address=address, exporters=targets,
                                        nodes=node_targets(inventory, ms))),
@@ -167,14 +167,14 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     password = smtp_password_for(ms)
     inline = password is not None and host.get_fact(hostfacts.Facts).os_version == "11"
     if password is not None and not inline:
-        am_changed.append(files.put(name="Write the SMTP password", dest=SMTP_PASSWORD_FILE,
-                                    src=StringIO(password), user="root", group="prometheus",
-                                    mode="0640"))
-    am_changed.append(files.put(name="Write alertmanager.yml",
-                                src=StringIO(alertmanager_config(ms, password if inline
-                                                                 else None)),
-                                dest="/etc/prometheus/alertmanager.yml", user="root",
-                                group="prometheus", mode="0640"))
+        am_changed.append(uploads.put(name="Write the SMTP password", dest=SMTP_PASSWORD_FILE,
+                                      src=StringIO(password), user="root", group="prometheus",
+                                      mode="0640"))
+    am_changed.append(uploads.put(name="Write alertmanager.yml",
+                                  src=StringIO(alertmanager_config(ms, password if inline
+                                                                   else None)),
+                                  dest="/etc/prometheus/alertmanager.yml", user="root",
+                                  group="prometheus", mode="0640"))
     server.shell(name="Check and reload Alertmanager's configuration",
                  commands=["amtool check-config /etc/prometheus/alertmanager.yml",
                            "systemctl reload prometheus-alertmanager"],
@@ -237,16 +237,16 @@ def _firewall(fw: Firewall, ports: list[int], allowed: list[Any]) -> None:
             if ipaddress.ip_network(n).version == 4]
     apt.packages(name="Install nftables", packages=["nftables"], cache_time=86400,
                  no_recommends=True)
-    rules = files.put(name=f"Write the {fw.description} rules",
-                      src=as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what,
-                                  source=fw.source, allowed_cidrs=list(dict.fromkeys(nets)),
-                                  ports=ports),
-                      dest=fw.rules, mode="0600", create_remote_dir=True)
-    unit = files.put(name=f"Install the {fw.description} unit",
-                     src=as_file("bgdb-monitoring-firewall.service.j2", table=fw.table,
-                                 description=fw.description, before=fw.before,
-                                 rules=fw.rules),
-                     dest=f"/etc/systemd/system/{fw.unit}.service", mode="0644")
+    rules = uploads.put(name=f"Write the {fw.description} rules",
+                        src=as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what,
+                                    source=fw.source, allowed_cidrs=list(dict.fromkeys(nets)),
+                                    ports=ports),
+                        dest=fw.rules, mode="0600", create_remote_dir=True)
+    unit = uploads.put(name=f"Install the {fw.description} unit",
+                       src=as_file("bgdb-monitoring-firewall.service.j2", table=fw.table,
+                                   description=fw.description, before=fw.before,
+                                   rules=fw.rules),
+                       dest=f"/etc/systemd/system/{fw.unit}.service", mode="0644")
     systemd.service(name=f"Enable the {fw.description}", service=fw.unit, running=True,
                     enabled=True, daemon_reload=unit.will_change)
     systemd.service(name=f"Apply changed {fw.description} rules", service=fw.unit,

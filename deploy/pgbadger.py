@@ -13,6 +13,7 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, systemd
 
+from deploy import uploads
 from deploy.monitoring_config import PgBadgerSettings, pgbadger_settings
 from deploy.render import as_file
 from deploy.settings import BASE_CONFIG, PostgresSettings
@@ -39,15 +40,16 @@ def install_pgbadger(pb: PgBadgerSettings, pg: PostgresSettings) -> None:
                  no_recommends=True)
     files.directory(name=f"Create {OUT_DIR}", path=OUT_DIR, user="postgres", group="postgres",
                     mode="0750")
-    files.put(name="Install the pgBadger job", dest=SCRIPT, mode="0755", create_remote_dir=True,
-              src=as_file("bgdb-pgbadger.sh.j2", out_dir=OUT_DIR, prefix=PREFIX,
-                          log_dir=log_dir(pg), retention_days=pb.retention_days))
-    service = files.put(name=f"Install {UNIT}.service", dest=f"/etc/systemd/system/{UNIT}.service",
-                        src=as_file("bgdb-pgbadger.service.j2", unit=UNIT, script=SCRIPT,
-                                    after=f"{pg.unit}.service"), mode="0644")
-    timer = files.put(name=f"Install {UNIT}.timer", dest=f"/etc/systemd/system/{UNIT}.timer",
-                      src=as_file("bgdb-pgbadger.timer.j2", unit=UNIT, schedule=pb.schedule),
-                      mode="0644")
+    uploads.put(name="Install the pgBadger job", dest=SCRIPT, mode="0755", create_remote_dir=True,
+                src=as_file("bgdb-pgbadger.sh.j2", out_dir=OUT_DIR, prefix=PREFIX,
+                            log_dir=log_dir(pg), retention_days=pb.retention_days))
+    service = uploads.put(name=f"Install {UNIT}.service",
+                          dest=f"/etc/systemd/system/{UNIT}.service",
+                          src=as_file("bgdb-pgbadger.service.j2", unit=UNIT, script=SCRIPT,
+                                      after=f"{pg.unit}.service"), mode="0644")
+    timer = uploads.put(name=f"Install {UNIT}.timer", dest=f"/etc/systemd/system/{UNIT}.timer",
+                        src=as_file("bgdb-pgbadger.timer.j2", unit=UNIT, schedule=pb.schedule),
+                        mode="0644")
     systemd.service(name=f"Enable {UNIT}.timer", service=f"{UNIT}.timer", running=True,
                     enabled=True, restarted=timer.will_change,
                     daemon_reload=service.will_change or timer.will_change)

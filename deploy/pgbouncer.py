@@ -33,7 +33,7 @@ from pyinfra.api.command import MaskString
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import hostfacts, pgsql, postgres, scram, secrets
+from deploy import hostfacts, pgsql, postgres, scram, secrets, uploads
 from deploy.render import as_file, render
 from deploy.roles import login_roles
 from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
@@ -196,31 +196,31 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate))
     restart_needed = restart_settings(host.get_fact(FileContents, path=INI)) != \
         restart_settings(ini.splitlines())
-    unit = files.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",
-                     src=as_file("pgbouncer.service.conf.j2", bouncer=bouncer), dest=DROP_IN,
-                     mode="0644", create_remote_dir=True)
+    unit = uploads.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",
+                       src=as_file("pgbouncer.service.conf.j2", bouncer=bouncer), dest=DROP_IN,
+                       mode="0644", create_remote_dir=True)
     def init_script_only() -> bool:
         return not host.get_fact(File, path=PACKAGE_UNIT)
 
-    native = files.put(name="Install a native PgBouncer unit (the package has an init script)",
-                       src=as_file("pgbouncer.service.j2"), dest=NATIVE_UNIT, mode="0644",
-                       _if=init_script_only)
+    native = uploads.put(name="Install a native PgBouncer unit (the package has an init script)",
+                         src=as_file("pgbouncer.service.j2"), dest=NATIVE_UNIT, mode="0644",
+                         _if=init_script_only)
     # By state, not by change: a deploy that failed after writing the unit left it unloaded.
     server.shell(name="Load the native PgBouncer unit", commands=["systemctl daemon-reload"],
                  _if=lambda: init_script_only()
                  and host.get_fact(hostfacts.UnitProperty, unit=UNIT, prop="FragmentPath")
                  != NATIVE_UNIT)
-    conf = files.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
-                     group="postgres", mode="0640")
+    conf = uploads.put(name="Write pgbouncer.ini", src=StringIO(ini), dest=INI, user="root",
+                       group="postgres", mode="0640")
     # PgBouncer reads its TLS files at start and reload only: a renewed certificate (new
     # addresses, expiry) needs a reload, which a fingerprint of it here triggers.
     cert = postgres.server_certificate(pg, address)
-    tls = files.put(name="Record the certificate PgBouncer serves",
-                    src=StringIO(hashlib.sha256(cert.cert_pem.encode()).hexdigest() + "\n"),
-                    dest=TLS_FINGERPRINT, mode="0644")
-    users = files.put(name="Write the auth file (SCRAM verifiers only)",
-                      src=as_file("pgbouncer-userlist.txt.j2", entries=entries), dest=AUTH_FILE,
-                      user="root", group="postgres", mode="0640")
+    tls = uploads.put(name="Record the certificate PgBouncer serves",
+                      src=StringIO(hashlib.sha256(cert.cert_pem.encode()).hexdigest() + "\n"),
+                      dest=TLS_FINGERPRINT, mode="0644")
+    users = uploads.put(name="Write the auth file (SCRAM verifiers only)",
+                        src=as_file("pgbouncer-userlist.txt.j2", entries=entries), dest=AUTH_FILE,
+                        user="root", group="postgres", mode="0640")
     # The package's first start (its stock ini) leaves this world-readable; ours logs to the
     # journal, a logfile an operator adds lands in it: 0640 like PostgreSQL's own Debian log.
     files.file(name=f"Make {LOGFILE} unreadable to others", path=LOGFILE, user="postgres",

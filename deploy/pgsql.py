@@ -6,7 +6,10 @@ idempotent; these read state first and yield a command only when something has t
 
 from __future__ import annotations
 
+import functools
 import shlex
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
@@ -42,8 +45,77 @@ class PsqlRows(FactBase[list[list[str]] | None]):
         return [line.split("\t") for line in output]
 
 
+class PsqlBatch(FactBase[dict[str, list[list[str]] | None]]):
+    """PsqlRows of several queries of one database in one psql session: query -> rows, None
+    for a query that failed; every one None when the server is down or the database missing."""
+
+    queries: tuple[str, ...] = ()
+
+    def command(self, queries: tuple[str, ...], database: str = "postgres",
+                port: int = 5432) -> str:
+        self.queries = queries  # pyinfra processes the output with this same instance
+        sock = f"/var/run/postgresql/.s.PGSQL.{port}"
+        script = []
+        for q in queries:
+            script += [q.rstrip().rstrip(";") + ";", f"\\echo {_BATCH} :ERROR"]
+        run = (f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=0 -p {port} "
+               f"-F {shlex.quote(chr(9))} -d {shlex.quote(database)} -f -")
+        lines = " ".join(shlex.quote(line) for line in script)
+        return (f"if [ -S {sock} ]; then printf '%s\\n' {lines} | {run} 2>/dev/null "
+                f"|| echo {_ERROR}; else echo {_NO_SERVER}; fi")
+
+    def process(self, output: list[str]) -> dict[str, list[list[str]] | None]:
+        if output and output[-1] in (_NO_SERVER, _ERROR):
+            return dict.fromkeys(self.queries)
+        found: dict[str, list[list[str]] | None] = {}
+        current: list[list[str]] = []
+        answers = iter(self.queries)
+        for line in output:
+            if line.startswith(_BATCH):
+                found[next(answers)] = None if line.endswith("true") else current
+                current = []
+            else:
+                current.append(line.split("\t"))
+        return found
+
+
+_BATCH = "__BGDB_END_OF_QUERY__"
+_IN_RECOVERY = "SELECT pg_is_in_recovery()"
+# Queries the deploy's operations will ask, registered when they are declared, per host and
+# (database, port): the first one asked runs them all (deploy/factcache.py keeps the answers
+# until a command changes the host). A no-change deploy asked ~20 queries, one psql each.
+_EXPECTED: dict[str, dict[tuple[str, int], set[str]]] = {}
+
+
+def expect(query: str, database: str = "postgres", port: int = 5432) -> None:
+    _EXPECTED.setdefault(host.name, {}).setdefault((database, port), set()).add(query)
+
+
 def rows(query: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
+    expected = _EXPECTED.get(host.name, {}).get((database, port), set())
+    if query in expected:
+        queries = (_IN_RECOVERY, *sorted(expected))
+        answers = host.get_fact(PsqlBatch, queries=queries, database=database, port=port)
+        # A standby's catalog changes by replication, without a command on this host: there
+        # the answers are not kept (deploy/factcache.py), each query runs when it is asked.
+        if query in answers and answers[_IN_RECOVERY] == [["f"]]:
+            return answers[query]
     return host.get_fact(PsqlRows, query=query, database=database, port=port)
+
+
+Op = TypeVar("Op", bound=Callable[..., Any])
+
+
+def _asks(query_of: Callable[..., tuple[str, str, int]]) -> Callable[[Op], Op]:
+    """Register the query an operation will ask (from its arguments) when it is declared."""
+    def wrap(op: Op) -> Op:
+        @functools.wraps(op)
+        def declare(**kwargs: Any) -> Any:
+            expect(*query_of(**{k: v for k, v in kwargs.items()
+                                if k != "name" and not k.startswith("_")}))
+            return op(**kwargs)
+        return declare  # type: ignore[return-value]
+    return wrap
 
 
 def literal(value: str) -> str:
@@ -54,21 +126,31 @@ def ident(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
+def _role_query(role_name: str, port: int = 5432, **_: Any) -> tuple[str, str, int]:
+    return f"SELECT 1 FROM pg_roles WHERE rolname = {literal(role_name)}", "postgres", port
+
+
+@_asks(_role_query)
 @operation()
 def role(role_name: str, *, login: bool, port: int = 5432, attributes: str = ""):
     """Create the role if missing (attributes such as 'SUPERUSER' or 'CONNECTION LIMIT 50')."""
-    found = rows(f"SELECT 1 FROM pg_roles WHERE rolname = {literal(role_name)}", port=port)
+    found = rows(*_role_query(role_name, port))
     if not found:
         kind = "LOGIN" if login else "NOLOGIN"
         yield psql(f"CREATE ROLE {ident(role_name)} {kind} {attributes}", port=port)
 
 
+def _password_query(role_name: str, port: int = 5432, **_: Any) -> tuple[str, str, int]:
+    return (f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = "
+            f"{literal(role_name)}", "postgres", port)
+
+
+@_asks(_password_query)
 @operation()
 def role_password(role_name: str, password: str, port: int = 5432):
     """Set the role's password only when the stored SCRAM verifier does not match it; send the
     verifier, never the plaintext, and mask it in pyinfra's output."""
-    stored = rows(f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = "
-                  f"{literal(role_name)}", port=port)
+    stored = rows(*_password_query(role_name, port))
     current = stored[0][0] if stored else None
     if current is not None and scram.matches(password, current):
         return
@@ -76,26 +158,36 @@ def role_password(role_name: str, password: str, port: int = 5432):
     yield StringCommand(MaskString(psql(sql, port=port)))
 
 
+def _database_query(db: str, port: int = 5432, **_: Any) -> tuple[str, str, int]:
+    return f"SELECT 1 FROM pg_database WHERE datname = {literal(db)}", "postgres", port
+
+
+@_asks(_database_query)
 @operation()
 def database(db: str, owner: str, port: int = 5432):
-    found = rows(f"SELECT 1 FROM pg_database WHERE datname = {literal(db)}", port=port)
+    found = rows(*_database_query(db, port))
     if not found:
         yield psql(f"CREATE DATABASE {ident(db)} OWNER {ident(owner)}", port=port)
 
 
+def _extension_query(ext: str, database_name: str, port: int = 5432,
+                     **_: Any) -> tuple[str, str, int]:
+    return f"SELECT 1 FROM pg_extension WHERE extname = {literal(ext)}", database_name, port
+
+
+@_asks(_extension_query)
 @operation()
 def extension(ext: str, database_name: str, port: int = 5432):
-    found = rows(f"SELECT 1 FROM pg_extension WHERE extname = {literal(ext)}",
-                 database=database_name, port=port)
+    found = rows(*_extension_query(ext, database_name, port))
     if not found:
         yield psql(f"CREATE EXTENSION IF NOT EXISTS {ident(ext)}", database=database_name,
                    port=port)
 
 
+@_asks(_extension_query)
 @operation()
 def drop_extension(ext: str, database_name: str, port: int = 5432):
-    found = rows(f"SELECT 1 FROM pg_extension WHERE extname = {literal(ext)}",
-                 database=database_name, port=port)
+    found = rows(*_extension_query(ext, database_name, port))
     if found:
         yield psql(f"DROP EXTENSION {ident(ext)}", database=database_name, port=port)
 
@@ -117,6 +209,12 @@ def apply_config(unit: str, port: int = 5432):
     )
 
 
+def _when_query(when: str, database: str = "postgres", port: int = 5432,
+                **_: Any) -> tuple[str, str, int]:
+    return when, database, port
+
+
+@_asks(_when_query)
 @operation()
 def run_if(sql: str, when: str, database: str = "postgres", port: int = 5432):
     """Run `sql` only when the query `when` returns true (t): idempotent one-off statements."""

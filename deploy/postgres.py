@@ -10,9 +10,9 @@ from typing import Any
 from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.server import Hostname
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, server, systemd
 
-from deploy import backup, certs, hostfacts, pgsql, pylibs
+from deploy import backup, certs, hostfacts, pgsql, pylibs, uploads
 from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_addresses, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
@@ -70,7 +70,7 @@ def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: 
 # from a copy of the primary instead.
 
 def install_packages(pg: PostgresSettings) -> None:
-    files.put(
+    uploads.put(
         name="Let the deploy create the cluster (checksums, locale), not the package",
         src=StringIO("create_main_cluster = false\n"),
         dest="/etc/postgresql-common/createcluster.d/bgdb.conf",
@@ -89,9 +89,10 @@ PROFILE = "/var/lib/postgresql/.profile"
 def harden_os_user() -> None:
     """CIS 2.1: the postgres user's login shells create files 0600; CIS 2.6: the socket's group,
     which postgres must belong to before the server chowns its socket to it."""
-    files.put(name="Set the postgres user's umask to 0077 (CIS 2.1)",
-              src=StringIO("# Managed by background-agents-db (CIS PostgreSQL 2.1)\numask 0077\n"),
-              dest=PROFILE, user="postgres", group="postgres", mode="0644")
+    uploads.put(name="Set the postgres user's umask to 0077 (CIS 2.1)",
+                src=StringIO("# Managed by background-agents-db (CIS PostgreSQL 2.1)\n"
+                             "umask 0077\n"),
+                dest=PROFILE, user="postgres", group="postgres", mode="0644")
     server.group(name=f"Create the socket group {SOCKET_GROUP}", group=SOCKET_GROUP,
                  system=True)
     server.shell(name=f"Add postgres to {SOCKET_GROUP}",
@@ -131,28 +132,28 @@ def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers
         conf = adjust(conf)
     cert = server_certificate(pg, address)
     ssl_ops = [
-        files.put(name="Upload the server certificate", src=StringIO(cert.cert_pem),
-                  dest=f"{pg.conf_dir}/bgdb-server.crt", user="postgres", group="postgres",
-                  mode="0644"),
-        files.put(name="Upload the server key", src=StringIO(cert.key_pem),
-                  dest=f"{pg.conf_dir}/bgdb-server.key", user="postgres", group="postgres",
-                  mode="0600"),
-        files.put(name="Upload the CA certificate for PostgreSQL", src=StringIO(cert.ca_pem),
-                  dest=f"{pg.conf_dir}/bgdb-ca.crt", user="postgres", group="postgres",
-                  mode="0644"),
+        uploads.put(name="Upload the server certificate", src=StringIO(cert.cert_pem),
+                    dest=f"{pg.conf_dir}/bgdb-server.crt", user="postgres", group="postgres",
+                    mode="0644"),
+        uploads.put(name="Upload the server key", src=StringIO(cert.key_pem),
+                    dest=f"{pg.conf_dir}/bgdb-server.key", user="postgres", group="postgres",
+                    mode="0600"),
+        uploads.put(name="Upload the CA certificate for PostgreSQL", src=StringIO(cert.ca_pem),
+                    dest=f"{pg.conf_dir}/bgdb-ca.crt", user="postgres", group="postgres",
+                    mode="0644"),
     ]
-    files.put(name="Publish the CA certificate for clients", src=StringIO(cert.ca_pem),
-              dest=CA_PATH, mode="0644", create_remote_dir=True)
+    uploads.put(name="Publish the CA certificate for clients", src=StringIO(cert.ca_pem),
+                dest=CA_PATH, mode="0644", create_remote_dir=True)
     tuned_for = (f"{facts.memory_kb} kB RAM reported, "
                  f"{pg.memory_mb * 1024 if pg.memory_mb else facts.memory_kb} kB used, "
                  f"{facts.cpus} CPUs, {pg.disk}, {pg.workload}")
-    conf_op = files.put(
+    conf_op = uploads.put(
         name="Write the tuned configuration drop-in",
         src=as_file("bgdb.conf.j2", pg=pg, conf=conf, tuned_for=tuned_for,
                     listen_addresses=listen_addresses(pg, address)),
         dest=f"{pg.conf_dir}/conf.d/bgdb.conf", user="postgres", group="postgres", mode="0644",
     )
-    hba_op = files.put(
+    hba_op = uploads.put(
         name="Write pg_hba.conf",
         src=as_file("pg_hba.conf.j2", pg=pg, app=app, app_roles=hba_roles(app),
                     replica_addresses=replication_peers),
@@ -175,10 +176,10 @@ def server_certificate(pg: PostgresSettings, address: str) -> certs.ServerCert:
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
     """Start PostgreSQL, apply changed files (reload, or restart when needed), kernel settings
     and the firewall, which also lets the replication peers in."""
-    restart = files.put(name="Install the cluster unit's drop-in (restart after a crash)",
-                        src=as_file("postgresql-restart.conf.j2", unit=pg.unit),
-                        dest=f"/etc/systemd/system/{pg.unit}.service.d/bgdb-restart.conf",
-                        mode="0644", create_remote_dir=True)
+    restart = uploads.put(name="Install the cluster unit's drop-in (restart after a crash)",
+                          src=as_file("postgresql-restart.conf.j2", unit=pg.unit),
+                          dest=f"/etc/systemd/system/{pg.unit}.service.d/bgdb-restart.conf",
+                          mode="0644", create_remote_dir=True)
     # Restart= applies from the next daemon-reload on: no restart of PostgreSQL for it. By
     # state: a deploy that stopped after writing the file left it unloaded.
     server.shell(name="Load the cluster unit's drop-in", commands=["systemctl daemon-reload"],
@@ -195,9 +196,9 @@ def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list
 
 
 def _kernel_settings() -> None:
-    sysctl = files.put(name="Write kernel settings for PostgreSQL",
-                       src=as_file("60-bgdb-postgresql.conf.j2"),
-                       dest="/etc/sysctl.d/60-bgdb-postgresql.conf", mode="0644")
+    sysctl = uploads.put(name="Write kernel settings for PostgreSQL",
+                         src=as_file("60-bgdb-postgresql.conf.j2"),
+                         dest="/etc/sysctl.d/60-bgdb-postgresql.conf", mode="0644")
     # vm.* is global to the machine: inside a container the file is written but not loaded.
     server.shell(name="Load kernel settings",
                  commands=["sysctl -q -p /etc/sysctl.d/60-bgdb-postgresql.conf"],
@@ -208,7 +209,7 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
     def v4(nets: Any) -> list[str]:
         return list(dict.fromkeys(str(n) for n in nets if n.version == 4))
 
-    rules = files.put(
+    rules = uploads.put(
         name="Write the firewall rules",
         src=as_file("firewall.nft.j2", pg=pg,
                     client_cidrs=v4((*pg.allowed_cidrs, *pg.admin_cidrs,
@@ -220,8 +221,8 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
                               *pg.extra_ports], monitoring_ports=_monitoring_ports(pg)),
         dest="/etc/bgdb/firewall.nft", mode="0600", create_remote_dir=True,
     )
-    unit = files.put(name="Install the firewall unit", src=as_file("bgdb-firewall.service.j2"),
-                     dest="/etc/systemd/system/bgdb-firewall.service", mode="0644")
+    unit = uploads.put(name="Install the firewall unit", src=as_file("bgdb-firewall.service.j2"),
+                       dest="/etc/systemd/system/bgdb-firewall.service", mode="0644")
     systemd.service(name="Enable the firewall", service="bgdb-firewall", running=True,
                     enabled=True, daemon_reload=unit.will_change)
     systemd.service(name="Apply changed firewall rules", service="bgdb-firewall", reloaded=True,

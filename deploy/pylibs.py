@@ -14,8 +14,9 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from pyinfra.operations import apt, files
+from pyinfra.operations import apt
 
+from deploy import uploads
 from deploy.hostfacts import HostFacts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,9 +54,9 @@ def install_psycopg(facts: HostFacts) -> None:
     if not needs_wheels(facts):
         return
     for wheel in local_wheels():
-        files.put(name=f"Upload {wheel.name} (no python3-psycopg on {facts.describe})",
-                  src=str(wheel), dest=f"{REMOTE_DIR}/{wheel.name}", mode="0644",
-                  create_remote_dir=True)
+        uploads.put(name=f"Upload {wheel.name} (no python3-psycopg on {facts.describe})",
+                    src=str(wheel), dest=f"{REMOTE_DIR}/{wheel.name}", mode="0644",
+                    create_remote_dir=True)
     pth = "".join(f"{REMOTE_DIR}/{w}\n" for w in WHEELS)
-    files.put(name="Put the psycopg wheels on python3's path",
-              src=StringIO(pth), dest=PTH, mode="0644", create_remote_dir=True)
+    uploads.put(name="Put the psycopg wheels on python3's path",
+                src=StringIO(pth), dest=PTH, mode="0644", create_remote_dir=True)

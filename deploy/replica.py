@@ -33,9 +33,9 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.files import File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
-from deploy import backup, hostfacts, jobs, maintenance, pgsql, postgres, secrets
+from deploy import backup, hostfacts, jobs, maintenance, pgsql, postgres, secrets, uploads
 from deploy.render import render
 from deploy.settings import (
     REPLICATION_USER,
@@ -298,11 +298,11 @@ def prepare_replica(pg: PostgresSettings, app: AppSettings, rs: ReplicaSettings,
     peers = topo.peers_of(host.name)
     changed = postgres.write_server_files(pg, app, peers,
                                           adjust=lambda conf: standby_floor(conf, primary_conf))
-    changed.append(files.put(
+    changed.append(uploads.put(
         name="Write the replication passfile",
         src=StringIO(passfile_line(secrets.password(REPLICATION_USER))),
         dest=PASSFILE, user="postgres", group="postgres", mode="0600", create_remote_dir=True))
-    changed.append(files.put(
+    changed.append(uploads.put(
         name="Write the replica drop-in (primary_conninfo, slot)",
         src=StringIO(replica_conf(topo.primary, host.name, rs)),
         dest=f"{pg.conf_dir}/{DROP_IN}", user="postgres", group="postgres", mode="0644"))

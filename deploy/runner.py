@@ -71,11 +71,12 @@ def failed_steps(output: str) -> str:
 
 
 def run_deploy(env: dict[str, str] | None = None, extra_args: list[str] | None = None,
-               timeout: float = 900) -> DeployResult:
+               timeout: float = 900, deploy_file: str = "deploy.py",
+               cwd: Path = REPO) -> DeployResult:
     pyinfra = Path(sys.executable).with_name("pyinfra")
-    cmd = [str(pyinfra), "-y", *(extra_args or []), "inventory.py", "deploy.py"]
+    cmd = [str(pyinfra), "-y", *(extra_args or []), "inventory.py", deploy_file]
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     changed, errors, total = parse_results(output)

@@ -9,8 +9,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.exceptions import OperationError
-from pyinfra.operations import files
 
+from deploy import uploads
 from deploy.settings import AppSettings, PostgresSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,10 +55,10 @@ def apply_schema(check: str, apply: str):
 def apply_migrations(pg: PostgresSettings, app: AppSettings, app_role_limit: int,
                      connect_roles: tuple[str, ...] = ()) -> None:
     for rel in ("bgdb/__init__.py", "bgdb/migrate.py", "sql/roles.sql", "sql/monitor_views.sql"):
-        files.put(name=f"Upload {rel}", src=str(REPO / rel), dest=f"{REMOTE}/{rel}",
-                  mode="0644", create_remote_dir=True)
-    files.sync(name="Upload the migrations", src=str(REPO / "sql/migrations"),
-               dest=f"{REMOTE}/sql/migrations", delete=True, mode="0644", dir_mode="0755")
+        uploads.put(name=f"Upload {rel}", src=str(REPO / rel), dest=f"{REMOTE}/{rel}",
+                    mode="0644", create_remote_dir=True)
+    uploads.sync(name="Upload the migrations", src=str(REPO / "sql/migrations"),
+                 dest=f"{REMOTE}/sql/migrations", delete=True, mode="0644", dir_mode="0755")
     apply_schema(name="Apply roles.sql and pending migrations",
                  check=migrate_command(pg, app, connect_roles, app_role_limit, "--check"),
                  apply=migrate_command(pg, app, connect_roles, app_role_limit))

@@ -11,6 +11,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt, files, server
 
+from deploy import uploads
 from deploy.render import as_file
 from deploy.settings import UpgradeSettings
 
@@ -41,8 +42,8 @@ def configure_upgrades(up: UpgradeSettings) -> None:
         return
     apt.packages(name="Install unattended-upgrades", packages=["unattended-upgrades"],
                  update=True, cache_time=86400, no_recommends=True)
-    files.put(name="Configure unattended-upgrades: security origins, no server restarts",
-              src=as_file("52bgdb-unattended-upgrades.j2", up=up), dest=CONF, mode="0644")
+    uploads.put(name="Configure unattended-upgrades: security origins, no server restarts",
+                src=as_file("52bgdb-unattended-upgrades.j2", up=up), dest=CONF, mode="0644")
     # unmask: minimal images (and the sandbox's) mask apt's timers.
     server.shell(name="Enable apt's daily timers",
                  commands=[f"systemctl unmask {' '.join(TIMERS)}",
