@@ -399,6 +399,10 @@ class BgdbCollector(Collector):
                     # Not counted: the query runs again on the main connection.
                     broken.append(not self._pg_parallel.connected)
                     log.info("%s on the parallel connection: %s", spec.name, _one_line(exc))
+                    if broken[-1]:
+                        # A dropped connection would be reopened by the next query: against a
+                        # hung server that costs a connect_timeout per query, past the budget.
+                        break
 
         thread = None
         if parallel:

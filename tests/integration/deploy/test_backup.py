@@ -42,7 +42,7 @@ def archiver(deployed: Deployed) -> dict[str, str]:
     """The exporter's own archiver query (sql/exporter/archiver.sql), as it would see it."""
     query = "\n".join(line for line in ARCHIVER_SQL.splitlines() if not line.startswith("--"))
     cols = ["archived", "failed", "last_archived", "age", "last_failed", "ready"]
-    row = sql(deployed, query, db="postgres").split("\t")
+    row = sql(deployed, query).split("\t")  # the agents' database: bg_agents_monitor lives there
     return dict(zip(cols, row, strict=True))
 
 

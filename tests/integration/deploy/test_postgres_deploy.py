@@ -135,7 +135,7 @@ def test_shared_buffers_change_restarts_once(deployed: Deployed) -> None:
 
 def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed) -> None:
     assert psql(deployed, "SHOW shared_preload_libraries") == \
-        "pg_stat_statements,pgaudit,passwordcheck,auth_delay"
+        "pg_stat_statements,pgaudit,passwordcheck,auth_delay,set_user"
     assert psql(deployed, "SHOW pgaudit.log") == "ddl, role"
     extension = "SELECT count(*) FROM pg_extension WHERE extname = 'pgaudit'"
     assert psql(deployed, extension) == "1"
@@ -144,7 +144,7 @@ def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed)
         off = deployed.deploy(json.dumps({"postgres_pgaudit": False}))
         assert off.returncode == 0, off.output[-3000:]
         assert psql(deployed, "SHOW shared_preload_libraries") == \
-            "pg_stat_statements,passwordcheck,auth_delay"
+            "pg_stat_statements,passwordcheck,auth_delay,set_user"
         assert start_time(deployed) != before, "preload changed without the restart it needs"
         # Left behind, the extension's event triggers would fail every DDL without the library.
         assert psql(deployed, extension) == "0"
@@ -153,5 +153,5 @@ def test_pgaudit_preloaded_and_audit_off_drops_its_extension(deployed: Deployed)
         on = deployed.deploy()
         assert on.returncode == 0, on.output[-3000:]
     assert psql(deployed, "SHOW shared_preload_libraries") == \
-        "pg_stat_statements,pgaudit,passwordcheck,auth_delay"
+        "pg_stat_statements,pgaudit,passwordcheck,auth_delay,set_user"
     assert psql(deployed, extension) == "1"

@@ -67,16 +67,21 @@ class RealHost:
             capture_output=True, text=True, timeout=60)
 
 
-def write_hosts_file(lab: sandbox_hosts.Lab, path: Path) -> None:
+# Debian 11's hosts file is the README's (no postgres_admin_cidrs): no break-glass superuser.
+# Debian 13's opens it to the controller, which the crash test reads the rows with.
+NO_ADMIN = {"11"}
+
+
+def write_hosts_file(lab: sandbox_hosts.Lab, path: Path, admin: bool = True) -> None:
     """The README's hosts file: an SSH section and the hosts with their own data only."""
     controller = "10.231.0.1/32"
+    data = {"postgres_allowed_cidrs": [controller], "postgres_monitoring_cidrs": [controller]}
+    if admin:
+        data["postgres_admin_cidrs"] = [controller]
     path.write_text(json.dumps({
         "ssh": {"user": sandbox_hosts.ADMIN_USER, "key": lab.ssh_key,
                 "known_hosts": lab.known_hosts},
-        "hosts": [{"name": h.name, "address": h.address, "groups": h.groups,
-                   "data": {"postgres_allowed_cidrs": [controller],
-                            "postgres_admin_cidrs": [controller],
-                            "postgres_monitoring_cidrs": [controller]}}
+        "hosts": [{"name": h.name, "address": h.address, "groups": h.groups, "data": data}
                   for h in lab.hosts],
     }, indent=2) + "\n")
 
@@ -94,7 +99,7 @@ def real_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, R
         files = {}
         for release, lab in labs.items():
             files[release] = tmp_path_factory.mktemp(f"deb{release}") / "hosts.json"
-            write_hosts_file(lab, files[release])
+            write_hosts_file(lab, files[release], admin=release not in NO_ADMIN)
         started = time.monotonic()
         with ThreadPoolExecutor(len(labs)) as pool:
             results = dict(zip(labs, pool.map(
@@ -155,6 +160,10 @@ def test_deploy_then_check_green(real_hosts: dict[str, RealHost], release: str,
     version = real.ssh("sudo -n runuser -u postgres -- psql -XAtc 'SHOW server_version_num'")
     assert version.stdout.strip()[:2] == str(DEFAULT_MAJOR[release]), \
         f"Debian {release} runs PostgreSQL {version.stdout.strip()}: {version.stderr}"
+    admins = real.ssh("sudo -n runuser -u postgres -- psql -XAtc "
+                      "\"SELECT count(*) FROM pg_roles WHERE rolname = 'bgdb_admin'\"")
+    assert admins.stdout.strip() == ("0" if release in NO_ADMIN else "1"), \
+        f"Debian {release}: bgdb_admin count {admins.stdout!r} {admins.stderr}"
     rc, failed, passed = checked[release]
     not_evidence = {name: msg for name, msg in failed.items()
                     if not any(name.startswith(item) for item in EVIDENCE_ITEMS)}
