@@ -140,6 +140,18 @@ def test_admin_cidrs_emptied_and_exporter_tls_with_basic_auth(deployed: Deployed
         assert scrape(address, ("prometheus", password)) == 200
         out = run_checks(deployed, tmp_path, "test_exporter", extra=changed)
         assert out[0] == 0, out[1]
+        # The alerts keep working: Prometheus scrapes the exporter the way it now serves (https,
+        # basic auth; a scrape without them would get 401 and the target would be down). A scrape
+        # during the exporter's restart may have failed: the next one must succeed.
+        deadline = time.monotonic() + 60
+        while True:
+            up = run_checks(deployed, tmp_path, "test_prometheus_targets_up", extra=changed)
+            if up[0] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        assert up[0] == 0, up[1]
+        again = deployed.deploy(json.dumps(changed))  # the bcrypt hash is kept while it matches
+        assert again.returncode == 0 and again.changed == [], again.output[-3000:]
     finally:
         back = deployed.deploy()
         assert back.returncode == 0, back.output[-3000:]
