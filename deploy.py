@@ -13,6 +13,7 @@ from deploy import (
     hostfacts,
     maintenance,
     monitoring,
+    nodelay,
     opstack,
     pgbadger,
     pgbouncer,
@@ -36,6 +37,7 @@ from deploy.settings import (
     upgrade_settings,
 )
 
+nodelay.install()  # no ~40 ms Nagle/delayed-ACK wait per command
 factcache.install()  # facts gathered once per host until a command changes it
 opstack.install()  # operation order from line numbers without reading source files
 data = Data(host.data.dict())
