@@ -19,9 +19,9 @@ import bcrypt
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
-from deploy import jobs, postgres, secrets, uploads
+from deploy import aptbatch, jobs, postgres, secrets, uploads
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -142,7 +142,7 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                      _if=lambda: bool(host.get_fact(File, path=UNIT_FILE)))
         return
     address = str(host.data.get("service_address"))
-    apt.packages(name="Install the exporter's Python packages", packages=PACKAGES,
+    aptbatch.install(name="Install the exporter's Python packages", packages=PACKAGES,
                  cache_time=86400, no_recommends=True)
     # A member of the socket's group (CIS 2.6: the socket is 0770): it logs in over it.
     account = server.user(name=f"Create the system user {USER}", user=USER, system=True,

@@ -10,9 +10,9 @@ from typing import Any
 from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.server import Hostname
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 
-from deploy import backup, certs, hostfacts, pgsql, pylibs, uploads
+from deploy import aptbatch, backup, certs, hostfacts, pgsql, pylibs, uploads
 from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_addresses, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
@@ -76,7 +76,7 @@ def install_packages(pg: PostgresSettings) -> None:
         dest="/etc/postgresql-common/createcluster.d/bgdb.conf",
         create_remote_dir=True,
     )
-    apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
+    aptbatch.install(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
                  cache_time=86400, no_recommends=True)
     pylibs.install_psycopg(host.get_fact(hostfacts.Facts))
     harden_os_user()
