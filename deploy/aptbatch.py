@@ -22,12 +22,15 @@ from pyinfra.operations import apt
 _BATCH: dict[str, list[str]] = {}  # host name -> packages any batched operation installs
 
 
+def merged(own: list[str], planned: list[str]) -> list[str]:
+    """An operation's own packages first, then the host's other batched ones, once each."""
+    return list(dict.fromkeys([*own, *planned]))
+
+
 @operation()
 def _packages(packages: list[str], batched: bool, update: bool, cache_time: int | None,
               no_recommends: bool) -> Generator[Any, None, None]:
-    wanted = list(packages)
-    if batched:
-        wanted += [p for p in _BATCH.get(host.name, []) if p not in wanted]
+    wanted = merged(packages, _BATCH.get(host.name, [])) if batched else packages
     yield from apt.packages._inner(packages=wanted, update=update, cache_time=cache_time,
                                    no_recommends=no_recommends)
 
@@ -39,7 +42,6 @@ def install(*, name: str, packages: list[str], batch: bool = True, update: bool 
     if op_args.get("_if") is not None:
         batch = False  # a conditional install must not be pulled forward by another one
     if batch:
-        planned = _BATCH.setdefault(host.name, [])
-        planned += [p for p in packages if p not in planned]
+        _BATCH[host.name] = merged(_BATCH.get(host.name, []), packages)
     return _packages(name=name, packages=list(packages), batched=batch, update=update,
                      cache_time=cache_time, no_recommends=no_recommends, **op_args)
