@@ -46,9 +46,11 @@ def hba_roles(app: AppSettings) -> list[str]:
 @deploy("Install and configure PostgreSQL")
 def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: list[str]) -> None:
     install_packages(pg)
+    # Not started here: its first start (run_server) already reads the files written below, so
+    # a new cluster is not restarted for its postmaster settings right after.
     server.shell(
         name=f"Create cluster {pg.version}/{pg.cluster} with data checksums",
-        commands=[createcluster_command(pg, start=True)],
+        commands=[createcluster_command(pg)],
         _if=lambda: not host.get_fact(ClusterExists, version=pg.version, cluster=pg.cluster),
     )
     changed = write_server_files(pg, app, replica_addresses)
@@ -114,9 +116,9 @@ def timeline_behind(found: list[list[str]] | None) -> bool:
     return in_recovery == "f" and current_tli != "" and int(current_tli) > int(checkpoint_tli)
 
 
-def createcluster_command(pg: PostgresSettings, *, start: bool) -> str:
+def createcluster_command(pg: PostgresSettings) -> str:
     return (f"pg_createcluster {pg.version} {pg.cluster} --port {pg.port} --locale {pg.locale} "
-            f"--encoding UTF8{' --start' if start else ''} -- --data-checksums")
+            "--encoding UTF8 -- --data-checksums")
 
 
 def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers: list[str],
