@@ -211,7 +211,7 @@ def _firewall(fw: Firewall, ports: list[int], allowed: list[Any]) -> None:
     nets = [str(ipaddress.ip_network(n)) for n in [*allowed, _address(host)]
             if ipaddress.ip_network(n).version == 4]
     aptbatch.install(name="Install nftables", packages=["nftables"], cache_time=86400,
-                 no_recommends=True)
+                     no_recommends=True)
     rules = uploads.put(name=f"Write the {fw.description} rules",
                         src=as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what,
                                     source=fw.source, allowed_cidrs=list(dict.fromkeys(nets)),

@@ -37,7 +37,7 @@ def install_pgbadger(pb: PgBadgerSettings, pg: PostgresSettings) -> None:
                         service=f"{UNIT}.timer", running=False, enabled=False)
         return
     aptbatch.install(name="Install pgBadger", packages=["pgbadger"], cache_time=86400,
-                 no_recommends=True)
+                     no_recommends=True)
     files.directory(name=f"Create {OUT_DIR}", path=OUT_DIR, user="postgres", group="postgres",
                     mode="0750")
     uploads.put(name="Install the pgBadger job", dest=SCRIPT, mode="0755", create_remote_dir=True,

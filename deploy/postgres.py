@@ -79,7 +79,7 @@ def install_packages(pg: PostgresSettings) -> None:
         create_remote_dir=True,
     )
     aptbatch.install(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
-                 cache_time=86400, no_recommends=True)
+                     cache_time=86400, no_recommends=True)
     pylibs.install_psycopg(host.get_fact(hostfacts.Facts))
     harden_os_user()
 

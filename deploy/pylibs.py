@@ -48,7 +48,7 @@ def local_wheels() -> list[Path]:
 
 def install_psycopg(facts: HostFacts) -> None:
     aptbatch.install(name="Install psycopg 3 for the bundle's programs on the host",
-                 packages=apt_packages(facts), cache_time=86400, no_recommends=True)
+                     packages=apt_packages(facts), cache_time=86400, no_recommends=True)
     if not needs_wheels(facts):
         return
     for wheel in local_wheels():
