@@ -243,8 +243,7 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
             _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/backup-info.json") is None,
         )
     after = "network-online.target" if side == "repo" else f"{pg.unit}.service"
-    for job in by_unit.values():
-        jobs.install_timer(job, after=after)
+    jobs.install_timers(by_unit.values(), after=after, what="backup")
     if side == "db":
         # A primary that had its own repository before the backup host came: its backup
         # timers would now fail daily (pgBackRest backs up from the repository host only).
