@@ -13,6 +13,7 @@ from deploy import (
     hostfacts,
     maintenance,
     monitoring,
+    nodelay,
     opstack,
     pgbadger,
     pgbouncer,
@@ -36,10 +37,16 @@ from deploy.settings import (
     upgrade_settings,
 )
 
+nodelay.install()  # no ~40 ms Nagle/delayed-ACK wait per command
 factcache.install()  # facts gathered once per host until a command changes it
 opstack.install()  # operation order from line numbers without reading source files
 data = Data(host.data.dict())
 app = app_settings(data)
+
+# Security updates' configuration before any install: unattended-upgrades is installed with the
+# host's other packages (deploy/aptbatch.py); its timers are enabled last.
+if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
+    upgrades.write_config(upgrade_settings(data))
 
 if {"postgres_primary", "postgres_replicas"} & set(host.groups):
     # The PostgreSQL major follows the host's distribution unless set; a set one that this
@@ -87,8 +94,7 @@ if "postgres_replicas" in host.groups:
     pgbouncer.install_pgbouncer(rpg, app, pgbouncer_settings(data, app, rpg))
     exporter.install_exporter(exporter_settings(data, rpg), rpg, app, None)
 
-# Security updates on every database and backup host, after everything else: an install here
-# never delays the database deploy.
+# Security updates on every database and backup host: their timers after everything else.
 if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
     upgrades.configure_upgrades(upgrade_settings(data))
 

@@ -56,8 +56,31 @@ def test_monitoring_service_running(monitor: Target, unit: str) -> None:
         f"{monitor.name}: {unit} is not running/enabled:\n{monitor.journal(unit, 15)}"
 
 
+# Until every active target has been scraped once, or the time is up: Prometheus scrapes a new
+# target at an offset of up to one interval, so right after a deploy some may not have a health
+# yet (the deploy does not wait for them).
+_WAIT_SCRAPED = """
+import json, sys, time, urllib.request
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=5) as resp:
+            targets = json.load(resp)["data"]["activeTargets"]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            break
+    except (OSError, ValueError, KeyError):
+        pass
+    time.sleep(1)
+"""
+
+
 def test_prometheus_targets_up(monitor: Target) -> None:
-    targets = api(monitor, PROMETHEUS_PORT, "/api/v1/targets?state=active")["data"]
+    path = "/api/v1/targets?state=active"
+    interval = monitoring_settings(Data(monitor.inv.data)).scrape_interval
+    monitor.host.run(shlex.join(["python3", "-c", _WAIT_SCRAPED,
+                                 f"http://{monitor.inv.address}:{PROMETHEUS_PORT}{path}",
+                                 str(2 * interval + 15)]))
+    targets = api(monitor, PROMETHEUS_PORT, path)["data"]
     active = targets["activeTargets"]
     assert active, f"{monitor.name}: Prometheus has no scrape target"
     # The database hosts' exporters first: the report keeps the first 300 characters.

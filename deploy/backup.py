@@ -24,9 +24,9 @@ from pyinfra import host
 from pyinfra.api import FactBase, Host, Inventory, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
-from deploy import hostfacts, jobs, pgsql, secrets, uploads
+from deploy import aptbatch, hostfacts, jobs, pgsql, secrets, uploads
 from deploy.render import render
 from deploy.settings import (
     AppSettings,
@@ -164,7 +164,7 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
     host's stanza-create after the primary's configuration, the primary's check after the
     stanza, the backup host's first backup after the check)."""
     owner = bk.repo_host_user if side == "repo" else "postgres"
-    apt.packages(name="Install pgBackRest", packages=["pgbackrest"] + (
+    aptbatch.install(name="Install pgBackRest", packages=["pgbackrest"] + (
         ["openssh-client"] if side != "local" else []), update=True, cache_time=86400,
         no_recommends=True)
     if side == "repo":
@@ -243,8 +243,7 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
             _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/backup-info.json") is None,
         )
     after = "network-online.target" if side == "repo" else f"{pg.unit}.service"
-    for job in by_unit.values():
-        jobs.install_timer(job, after=after)
+    jobs.install_timers(by_unit.values(), after=after, what="backup")
     if side == "db":
         # A primary that had its own repository before the backup host came: its backup
         # timers would now fail daily (pgBackRest backs up from the repository host only).

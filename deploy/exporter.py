@@ -19,9 +19,9 @@ import bcrypt
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
-from deploy import jobs, postgres, secrets, uploads
+from deploy import accounts, aptbatch, jobs, postgres, secrets, uploads
 from deploy.render import as_file
 from deploy.roles import MONITOR
 from deploy.settings import (
@@ -142,13 +142,13 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                      _if=lambda: bool(host.get_fact(File, path=UNIT_FILE)))
         return
     address = str(host.data.get("service_address"))
-    apt.packages(name="Install the exporter's Python packages", packages=PACKAGES,
-                 cache_time=86400, no_recommends=True)
+    aptbatch.install(name="Install the exporter's Python packages", packages=PACKAGES,
+                     cache_time=86400, no_recommends=True)
     # A member of the socket's group (CIS 2.6: the socket is 0770): it logs in over it.
-    account = server.user(name=f"Create the system user {USER}", user=USER, system=True,
-                          shell="/usr/sbin/nologin", home="/nonexistent", ensure_home=False,
-                          create_home=False, comment="bgdb Prometheus exporter",
-                          groups=[postgres.SOCKET_GROUP], append=True)
+    account = accounts.system_user(name=f"Create the system user {USER}", user=USER,
+                                   shell="/usr/sbin/nologin", home="/nonexistent",
+                                   comment="bgdb Prometheus exporter",
+                                   groups=[postgres.SOCKET_GROUP])
 
     # Only our two subdirectories: bgdb/, sql/migrations, sql/maintenance beside them belong to
     # the other deploys, and a sync of the parent with delete=True would remove them.

@@ -42,6 +42,7 @@ CACHEABLE = frozenset({
     "deploy.postgres.ClusterExists", "deploy.postgres.UserGroups", "deploy.postgres._InContainer",
     "deploy.jobs.EnabledUnits", "deploy.upgrades.InactiveUnits", "deploy.backup.SshHostKey",
     "deploy.uploads.PathStates", "deploy.pgsql.PsqlBatch", "deploy.factcache.Directories",
+    "deploy.accounts.AccountFact",
 })
 
 _generation: dict[str, int] = {}  # host name -> commands run on it that were not facts
@@ -182,6 +183,11 @@ def _registering_units(service_op: Callable[..., Any]) -> Callable[..., Any]:
         return service_op(*args, **kwargs)
 
     return service
+
+
+def expect_units(units: list[str]) -> None:
+    """System units an operation other than systemd.service will ask about one by one."""
+    _units.setdefault(current_host.name, set()).update(units)
 
 
 def _invalidating(method: Callable[..., Any]) -> Callable[..., Any]:

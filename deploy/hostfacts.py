@@ -102,11 +102,14 @@ class Facts(FactBase[HostFacts]):
 
 class AptCandidate(FactBase[str]):
     """The version apt would install of a package ('' when none); reads the package lists,
-    fetching them first on a host that has never had any (a fresh image)."""
+    fetching them first on a host that has never had any (a fresh image). That fetch touches
+    the stamp apt.packages(cache_time=...) reads, as its own update does, so the install right
+    after it does not fetch the lists a second time."""
 
     def command(self, package: str) -> str:
         return ("ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' "
-                "|| apt-get update -qq >/dev/null 2>&1; "
+                "|| { apt-get update -qq >/dev/null 2>&1 && mkdir -p /var/lib/apt/periodic "
+                "&& touch /var/lib/apt/periodic/update-success-stamp; }; "
                 f"apt-cache policy {package} 2>/dev/null | sed -n 's/^ *Candidate: //p'")
 
     def process(self, output: list[str]) -> str:

@@ -51,5 +51,5 @@ def configure_maintenance(mt: MaintenanceSettings, bk: BackupSettings, pg: Postg
     uploads.sync(name="Upload the maintenance SQL", src=str(jobs.REPO / "sql" / "maintenance"),
                  dest=SQL_DIR, delete=True, mode="0644", dir_mode="0755")
     jobs.install_runner(bk.status_dir)
-    for job in maintenance_jobs(mt, bk, pg, app):
-        jobs.install_timer(job, after=f"{pg.unit}.service")
+    jobs.install_timers(maintenance_jobs(mt, bk, pg, app), after=f"{pg.unit}.service",
+                        what="maintenance")

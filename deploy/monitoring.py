@@ -11,7 +11,6 @@ address, retention) restart the service. Nothing changes on a second run.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -23,7 +22,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.api.inventory import Inventory
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import certs, exporter, hostfacts, secrets, uploads
+from deploy import aptbatch, certs, exporter, hostfacts, secrets, uploads
 from deploy.monitoring_config import (
     ALERTMANAGER_PORT,
     CA_FILE,
@@ -158,7 +157,7 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
         src=StringIO(prometheus_config(ms, address=address, exporters=targets,
                                        nodes=node_targets(inventory, ms))),
         dest="/etc/prometheus/prometheus.yml", user="root", group="prometheus", mode="0640"))
-    reload = server.shell(name="Check and reload Prometheus's configuration",
+    server.shell(name="Check and reload Prometheus's configuration",
                  commands=["promtool check config --syntax-only /etc/prometheus/prometheus.yml "
                            f"&& promtool check rules {RULES_DIR}/*.yml",
                            "systemctl reload prometheus"],
@@ -180,7 +179,7 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
                            "systemctl reload prometheus-alertmanager"],
                  _if=lambda: any(op.did_change() for op in am_changed)
                  and not am_args.did_change())
-    restart = server.shell(name="Restart Prometheus (its arguments changed)",
+    server.shell(name="Restart Prometheus (its arguments changed)",
                  commands=["promtool check config /etc/prometheus/prometheus.yml",
                            "systemctl restart prometheus"], _if=prom_args.did_change)
     server.shell(name="Restart Alertmanager (its arguments changed)",
@@ -188,30 +187,6 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     for unit in ("prometheus", "prometheus-alertmanager"):
         systemd.service(name=f"Keep {unit} running and enabled", service=unit, running=True,
                         enabled=True)
-    # So that the deploy ends with every target's health known (a check right after it sees
-    # up or down, not "unknown"); never fails the deploy.
-    server.shell(name="Wait for Prometheus's first scrape of every target",
-                 commands=[shlex.join(["python3", "-c", _WAIT_SCRAPED,
-                                       f"http://{address}:{PROMETHEUS_PORT}/api/v1/targets",
-                                       str(2 * ms.scrape_interval + 15)])],
-                 _if=lambda: reload.did_change() or restart.did_change())
-
-
-_WAIT_SCRAPED = """
-import json, sys, time, urllib.request
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    try:
-        with urllib.request.urlopen(sys.argv[1], timeout=5) as resp:
-            targets = json.load(resp)["data"]["activeTargets"]
-        if targets and all(t["health"] != "unknown" for t in targets):
-            break
-    except OSError:
-        pass
-    time.sleep(1)
-else:
-    print("some targets not scraped yet")
-"""
 
 
 def smtp_password_for(ms: MonitoringSettings) -> str | None:
@@ -235,8 +210,8 @@ def _firewall(fw: Firewall, ports: list[int], allowed: list[Any]) -> None:
     """`ports` open only to `allowed` (IPv4 networks or addresses) and to this host itself."""
     nets = [str(ipaddress.ip_network(n)) for n in [*allowed, _address(host)]
             if ipaddress.ip_network(n).version == 4]
-    apt.packages(name="Install nftables", packages=["nftables"], cache_time=86400,
-                 no_recommends=True)
+    aptbatch.install(name="Install nftables", packages=["nftables"], cache_time=86400,
+                     no_recommends=True)
     rules = uploads.put(name=f"Write the {fw.description} rules",
                         src=as_file("monitoring-firewall.nft.j2", table=fw.table, what=fw.what,
                                     source=fw.source, allowed_cidrs=list(dict.fromkeys(nets)),

@@ -11,9 +11,9 @@ directory is postgres's, 0750. `bgdb report` runs it now and copies the report h
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import files, systemd
 
-from deploy import uploads
+from deploy import aptbatch, uploads
 from deploy.monitoring_config import PgBadgerSettings, pgbadger_settings
 from deploy.render import as_file
 from deploy.settings import BASE_CONFIG, PostgresSettings
@@ -36,8 +36,8 @@ def install_pgbadger(pb: PgBadgerSettings, pg: PostgresSettings) -> None:
         systemd.service(name=f"Stop {UNIT}.timer (pgbadger_enabled is False)",
                         service=f"{UNIT}.timer", running=False, enabled=False)
         return
-    apt.packages(name="Install pgBadger", packages=["pgbadger"], cache_time=86400,
-                 no_recommends=True)
+    aptbatch.install(name="Install pgBadger", packages=["pgbadger"], cache_time=86400,
+                     no_recommends=True)
     files.directory(name=f"Create {OUT_DIR}", path=OUT_DIR, user="postgres", group="postgres",
                     mode="0750")
     uploads.put(name="Install the pgBadger job", dest=SCRIPT, mode="0755", create_remote_dir=True,

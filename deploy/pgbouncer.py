@@ -31,9 +31,9 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.api.command import MaskString
 from pyinfra.facts.files import File, FileContents
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
-from deploy import hostfacts, pgsql, postgres, scram, secrets, uploads
+from deploy import aptbatch, hostfacts, pgsql, postgres, scram, secrets, uploads
 from deploy.render import as_file, render
 from deploy.roles import login_roles
 from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
@@ -169,7 +169,7 @@ def role_verifier(role_name: str, verifier: str, port: int = 5432):
 @deploy("Install and configure PgBouncer")
 def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncerSettings) -> None:
     address = str(host.data.get("service_address"))
-    apt.packages(name="Install PgBouncer", packages=["pgbouncer"], no_recommends=True)
+    aptbatch.install(name="Install PgBouncer", packages=["pgbouncer"], no_recommends=True)
 
     # The auth_user and the console users, with verifiers pinned to what auth_file carries.
     envs = login_roles(app)

@@ -10,9 +10,9 @@ from typing import Any
 from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.server import Hostname
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 
-from deploy import backup, certs, hostfacts, pgsql, pylibs, uploads
+from deploy import aptbatch, backup, certs, hostfacts, pgsql, pylibs, uploads
 from deploy.monitoring_config import NODE_EXPORTER_PORT, monitoring_addresses, monitoring_settings
 from deploy.render import as_file
 from deploy.settings import (
@@ -46,9 +46,11 @@ def hba_roles(app: AppSettings) -> list[str]:
 @deploy("Install and configure PostgreSQL")
 def install_postgres(pg: PostgresSettings, app: AppSettings, replica_addresses: list[str]) -> None:
     install_packages(pg)
+    # Not started here: its first start (run_server) already reads the files written below, so
+    # a new cluster is not restarted for its postmaster settings right after.
     server.shell(
         name=f"Create cluster {pg.version}/{pg.cluster} with data checksums",
-        commands=[createcluster_command(pg, start=True)],
+        commands=[createcluster_command(pg)],
         _if=lambda: not host.get_fact(ClusterExists, version=pg.version, cluster=pg.cluster),
     )
     changed = write_server_files(pg, app, replica_addresses)
@@ -76,8 +78,8 @@ def install_packages(pg: PostgresSettings) -> None:
         dest="/etc/postgresql-common/createcluster.d/bgdb.conf",
         create_remote_dir=True,
     )
-    apt.packages(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
-                 cache_time=86400, no_recommends=True)
+    aptbatch.install(name="Install PostgreSQL and tools", packages=packages(pg), update=True,
+                     cache_time=86400, no_recommends=True)
     pylibs.install_psycopg(host.get_fact(hostfacts.Facts))
     harden_os_user()
 
@@ -114,9 +116,9 @@ def timeline_behind(found: list[list[str]] | None) -> bool:
     return in_recovery == "f" and current_tli != "" and int(current_tli) > int(checkpoint_tli)
 
 
-def createcluster_command(pg: PostgresSettings, *, start: bool) -> str:
+def createcluster_command(pg: PostgresSettings) -> str:
     return (f"pg_createcluster {pg.version} {pg.cluster} --port {pg.port} --locale {pg.locale} "
-            f"--encoding UTF8{' --start' if start else ''} -- --data-checksums")
+            "--encoding UTF8 -- --data-checksums")
 
 
 def write_server_files(pg: PostgresSettings, app: AppSettings, replication_peers: list[str],

@@ -14,9 +14,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from pyinfra.operations import apt
-
-from deploy import uploads
+from deploy import aptbatch, uploads
 from deploy.hostfacts import HostFacts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +47,8 @@ def local_wheels() -> list[Path]:
 
 
 def install_psycopg(facts: HostFacts) -> None:
-    apt.packages(name="Install psycopg 3 for the bundle's programs on the host",
-                 packages=apt_packages(facts), cache_time=86400, no_recommends=True)
+    aptbatch.install(name="Install psycopg 3 for the bundle's programs on the host",
+                     packages=apt_packages(facts), cache_time=86400, no_recommends=True)
     if not needs_wheels(facts):
         return
     for wheel in local_wheels():

@@ -288,7 +288,7 @@ def prepare_replica(pg: PostgresSettings, app: AppSettings, rs: ReplicaSettings,
     server.shell(
         name=f"Create the configuration of cluster {pg.version}/{pg.cluster} (data: a copy of "
              "the primary)",
-        commands=[f"{postgres.createcluster_command(pg, start=False)} && touch {marker}"],
+        commands=[f"{postgres.createcluster_command(pg)} && touch {marker}"],
         # The configuration, not PG_VERSION: a copy that failed leaves the configuration and an
         # empty data directory, which the copy below fills (pg_createcluster would refuse).
         _if=lambda: not host.get_fact(File, path=f"{pg.conf_dir}/postgresql.conf"),

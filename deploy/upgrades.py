@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
-from deploy import uploads
+from deploy import aptbatch, uploads
 from deploy.render import as_file
 from deploy.settings import UpgradeSettings
 
@@ -35,15 +35,23 @@ class InactiveUnits(FactBase[list[str]]):
 
 
 @deploy("Schedule security updates")
-def configure_upgrades(up: UpgradeSettings) -> None:
+def write_config(up: UpgradeSettings) -> None:
+    """Before any install: unattended-upgrades comes with the host's other packages
+    (deploy/aptbatch.py), and must never run with Debian's defaults (PostgreSQL included)."""
     if not up.enabled:
         files.file(name="Leave updates to the operator (upgrades_enabled = False)", path=CONF,
                    present=False)
         return
-    apt.packages(name="Install unattended-upgrades", packages=["unattended-upgrades"],
-                 update=True, cache_time=86400, no_recommends=True)
     uploads.put(name="Configure unattended-upgrades: security origins, no server restarts",
                 src=as_file("52bgdb-unattended-upgrades.j2", up=up), dest=CONF, mode="0644")
+
+
+@deploy("Schedule security updates")
+def configure_upgrades(up: UpgradeSettings) -> None:
+    if not up.enabled:
+        return
+    aptbatch.install(name="Install unattended-upgrades", packages=["unattended-upgrades"],
+                     update=True, cache_time=86400, no_recommends=True)
     # unmask: minimal images (and the sandbox's) mask apt's timers.
     server.shell(name="Enable apt's daily timers",
                  commands=[f"systemctl unmask {' '.join(TIMERS)}",
