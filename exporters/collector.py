@@ -279,6 +279,7 @@ class BgdbCollector(Collector):
         self._heartbeats: heartbeat.Snapshot | None = None
         self._heartbeats_fresh = False
         self._sent: dict[str, float] = {}
+        self._label_text: dict[Labels, str] = {}  # render()'s, kept between scrapes
         self.batches = 0  # batch statements run (for tests and bench)
 
     # -- prometheus_client interface ------------------------------------------------------------
@@ -303,7 +304,7 @@ class BgdbCollector(Collector):
 
     def exposition(self) -> bytes:
         """One scrape in the text exposition format (what the HTTP endpoint serves)."""
-        return render(self.scrape())
+        return render(self.scrape(), self._label_text)
 
     @property
     def running_alone(self) -> frozenset[str]:
@@ -482,10 +483,11 @@ class BgdbCollector(Collector):
                     out.extend(families_from_rows(spec, derived_rows(spec, parent)))
                 continue
             rows = results.get(spec.name)
-            served = False
             if rows is None and spec.name == HEARTBEAT and self._heartbeats_fresh:
-                rows, served = self._heartbeat_rows(), True
-            elif rows is None:
+                out.extend(self._heartbeat_families(spec, results))
+                up = True
+                continue
+            if rows is None:
                 cached = self._cache.get(spec.name)
                 if (cached is not None and spec.min_interval_seconds > 0
                         and time.monotonic() - cached[0] < spec.min_interval_seconds):
@@ -522,7 +524,7 @@ class BgdbCollector(Collector):
                 self._solo.discard(spec.name)
                 if spec.min_interval_seconds > 0:
                     self._cache[spec.name] = (time.monotonic(), rows)
-            if spec.name == HEARTBEAT and not served:
+            if spec.name == HEARTBEAT:
                 try:
                     self._heartbeats = heartbeat.snapshot(
                         rows, self._sent.get(spec.name, self._monotonic()),
@@ -531,8 +533,10 @@ class BgdbCollector(Collector):
                     self._errors[spec.name] += 1
                     self._heartbeats = None
                     log.warning("query %s: %s", spec.name, _one_line(exc))
-                    continue
-                rows = self._heartbeat_rows()
+                else:
+                    out.extend(self._heartbeat_families(spec, results))
+                up = True
+                continue
             up = True
             results[spec.name] = rows
             if spec is STATEMENTS_QUERY:
@@ -541,10 +545,14 @@ class BgdbCollector(Collector):
                 out.extend(families_from_rows(spec, rows))
         return up
 
-    def _heartbeat_rows(self) -> list[dict[str, Any]]:
+    def _heartbeat_families(self, spec: QuerySpec,
+                            results: dict[str, list[dict[str, Any]]]) -> list[Family]:
+        """The per-agent families from the snapshot as of now; its totals row goes into
+        ``results`` for agent_summary (rows_from)."""
         assert self._heartbeats is not None
-        return heartbeat.rows_at(self._heartbeats, self._monotonic(),
-                                 self.cfg.heartbeat_interval_seconds)
+        now, interval = self._monotonic(), self.cfg.heartbeat_interval_seconds
+        results[spec.name] = [heartbeat.totals_at(self._heartbeats, now, interval)]
+        return heartbeat.families_at(self._heartbeats, now, interval, spec.metrics)
 
     def _latency(self, rows: list[dict[str, Any]]) -> list[Family]:
         entries = [

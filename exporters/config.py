@@ -16,11 +16,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from exporters.heartbeat import DEFAULT_TTL_SHARE
-
 DEFAULT_PORT = 9847  # not 9187, which is postgres_exporter's
 DEFAULT_DSN = "host=/var/run/postgresql dbname=background_agents user=bg_agents_monitor"
 DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "exporter"
+# agent_heartbeat_cache_seconds' default as a share of the heartbeat interval: below half, so
+# that a healthy agent's age computed from the cache stays under 1.5 intervals
+# (exporters/heartbeat.py), and above a 15 s scrape interval at 60 s (one scrape in two then
+# runs the search).
+DEFAULT_TTL_SHARE = 0.4
 
 
 class ConfigError(ValueError):

@@ -13,7 +13,8 @@ Ages keep growing between refreshes; only a beat that arrived since then is not 
 Why that cannot raise a false "missed more than twice" (bgdb_agent_missed_heartbeats > 2):
 * an agent that beat since the snapshot has a real age < ttl, and a computed one of at most
   its age at the snapshot + ttl. For an agent on time at the snapshot (age < 1 interval) that
-  is < 1.4 intervals: missed reads at most 1, never 3;
+  is < 1.5 intervals (exporters/config.py keeps ttl below half an interval): missed reads at
+  most 1, never 3;
 * an agent already late at the snapshot (missed 2, age up to 3 intervals) could cross 3 on
   the snapshot's figures alone after beating. So a snapshot is refreshed before any age it
   exposes that is below ALERT_MISSED + 1 intervals would reach it (``valid_until``): a count
@@ -31,13 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporters.exposition import Family, Labels
+from exporters.queries import MetricSpec
+
 # The alert's threshold (alerts/bgdb.rules.yml, BgdbAgentHeartbeatMissed: missed > 2); the
 # unit tests check they agree.
 ALERT_MISSED = 2
-# The default ttl as a share of the heartbeat interval: below half, so that a healthy agent's
-# computed age stays under 1.5 intervals, and above a 15 s scrape interval at 60 s (one scrape
-# in two then runs the search).
-DEFAULT_TTL_SHARE = 0.4
 
 AGE = "bgdb_agent_last_heartbeat_age_seconds"
 MISSED = "bgdb_agent_missed_heartbeats"
@@ -47,7 +47,9 @@ EXPECTED = "bgdb_agents_expected_heartbeat"
 LABELLED = "bgdb_agents_labelled"
 MISSED_MAX = "bgdb_agents_missed_heartbeats_max"
 
-Agent = tuple[str, float, Any, float | None]  # agent_id, age at the query, error_count, uptime
+# agent_id, its labels (made once per snapshot: render() keys its label text cache by them),
+# age at the query, error_count, uptime at the query.
+Agent = tuple[str, Labels, float, float | None, float | None]
 
 
 @dataclass(frozen=True)
@@ -72,32 +74,42 @@ def snapshot(rows: Sequence[Mapping[str, Any]], taken: float, interval: float,
     if not rows or rows[0].get("agent_id") is not None:
         raise ValueError(f"agent_heartbeat: expected a totals row first, got {str(rows)[:200]}")
     totals = rows[0]
-    agents = tuple((str(r["agent_id"]), float(r["age"]), r.get("error_count"),
-                    _float(r.get("uptime"))) for r in rows[1:])
+    agents = tuple((str(r["agent_id"]), (("agent_id", str(r["agent_id"])),), float(r["age"]),
+                    _float(r.get("error_count")), _float(r.get("uptime"))) for r in rows[1:])
     worst = float(totals["age"] or 0.0)
     # The earliest moment an exposed figure at or below the alert's threshold would pass it
     # from the snapshot alone (the labelled agents, most overdue first, and the worst age).
     limit = (ALERT_MISSED + 1) * interval
-    crossing = min((limit - age for age in (worst, *(a[1] for a in agents)) if age < limit),
+    crossing = min((limit - age for age in (worst, *(a[2] for a in agents)) if age < limit),
                    default=ttl)
     return Snapshot(taken=taken, valid_until=taken + min(ttl, crossing),
                     expected=int(totals["expected"] or 0), labelled=int(totals["labelled"] or 0),
                     worst=worst, agents=agents)
 
 
-def rows_at(snap: Snapshot, now: float, interval: float) -> list[dict[str, Any]]:
-    """Rows keyed by metric name as of ``now`` (monotonic): the totals first (agent_summary
-    reads them), then the agents, most overdue first."""
+def totals_at(snap: Snapshot, now: float, interval: float) -> dict[str, Any]:
+    """agent_summary's row as of ``now`` (monotonic)."""
+    worst = snap.worst + max(0.0, now - snap.taken) if snap.expected else 0.0
+    return {"agent_id": None, EXPECTED: snap.expected, LABELLED: snap.labelled,
+            MISSED_MAX: float(math.floor(worst / interval))}
+
+
+def families_at(snap: Snapshot, now: float, interval: float,
+                metrics: Sequence[MetricSpec]) -> list[Family]:
+    """The per-agent families (``metrics``: agent_heartbeat's, in its order) as of ``now``:
+    what families_from_rows would make of per-agent rows, without making them (800 samples a
+    scrape at the default max_agents: the generic path's dicts cost more than the figures)."""
+    fams = {m.name: Family(m.name, m.kind, m.help) for m in metrics}
+    add_age, add_missed = fams[AGE].samples.append, fams[MISSED].samples.append
+    add_errors, add_uptime = fams[ERRORS].samples.append, fams[UPTIME].samples.append
     elapsed = max(0.0, now - snap.taken)
-    worst = snap.worst + elapsed if snap.expected else 0.0
-    out: list[dict[str, Any]] = [{
-        "agent_id": None, EXPECTED: snap.expected, LABELLED: snap.labelled,
-        MISSED_MAX: float(math.floor(worst / interval)),
-    }]
-    for agent_id, age, errors, uptime in snap.agents:
+    floor = math.floor
+    for _agent_id, labels, age, errors, uptime in snap.agents:
         age += elapsed
-        out.append({
-            "agent_id": agent_id, AGE: age, MISSED: float(math.floor(age / interval)),
-            ERRORS: errors, UPTIME: None if uptime is None else uptime + elapsed,
-        })
-    return out
+        add_age((AGE, labels, age))
+        add_missed((MISSED, labels, float(floor(age / interval))))
+        if errors is not None:
+            add_errors((ERRORS, labels, errors))
+        if uptime is not None:
+            add_uptime((UPTIME, labels, uptime + elapsed))
+    return list(fams.values())

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from exporters.collector import families_from_rows
 from exporters.heartbeat import (
     AGE,
     ALERT_MISSED,
@@ -17,9 +18,12 @@ from exporters.heartbeat import (
     MISSED,
     MISSED_MAX,
     UPTIME,
-    rows_at,
+    Snapshot,
+    families_at,
     snapshot,
+    totals_at,
 )
+from exporters.queries import QUERIES
 
 RULES = Path(__file__).resolve().parents[3] / "alerts" / "bgdb.rules.yml"
 
@@ -31,6 +35,20 @@ def search_rows(*agents: tuple[str, float, Any, float | None]) -> list[dict[str,
              "expected": len(agents), "labelled": len(agents)},
             *({"agent_id": a, "age": age, "error_count": e, "uptime": up, "expected": None,
                "labelled": None} for a, age, e, up in agents)]
+
+
+METRICS = next(q for q in QUERIES if q.name == "agent_heartbeat").metrics
+
+
+def rows_at(snap: Snapshot, now: float, interval: float) -> list[dict[str, Any]]:
+    """The totals, then one row per agent (metric -> value; absent: no sample) in the order of
+    the age samples (the search's: most overdue first)."""
+    agents: dict[str, dict[str, Any]] = {}
+    for fam in families_at(snap, now, interval, METRICS):
+        for name, labels, value in fam.samples:
+            agents.setdefault(dict(labels)["agent_id"], {})[name] = value
+    return [totals_at(snap, now, interval),
+            *({"agent_id": a, **figures} for a, figures in agents.items())]
 
 
 def by_agent(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -50,7 +68,7 @@ def test_ages_grow_from_the_snapshot() -> None:
     assert agents["silent"][AGE] == 185 and agents["silent"][MISSED] == 3
     assert agents["silent"][UPTIME] == 7215 and agents["silent"][ERRORS] == 3
     assert agents["ok"][AGE] == 25 and agents["ok"][MISSED] == 0
-    assert agents["ok"][UPTIME] is None  # never started
+    assert UPTIME not in agents["ok"]  # never started: no sample
     assert later[0][MISSED_MAX] == 3
     assert [r["agent_id"] for r in later[1:]] == ["silent", "ok"]  # most overdue first, kept
 
@@ -97,3 +115,12 @@ def test_a_totals_row_is_required() -> None:
 def test_the_threshold_is_the_alert_rule_s() -> None:
     rule = re.search(r"expr: bgdb_agent_missed_heartbeats > (\d+)", RULES.read_text())
     assert rule is not None and int(rule.group(1)) == ALERT_MISSED
+
+
+def test_families_are_what_the_generic_path_makes_of_the_same_rows() -> None:
+    snap = snapshot(search_rows(("b", 130.0, 1, 50.0), ("a", 5.0, None, None)),
+                    taken=0.0, interval=60, ttl=24)
+    spec = next(q for q in QUERIES if q.name == "agent_heartbeat")
+    rows = [{"agent_id": a, AGE: age + 3, MISSED: (age + 3) // 60, ERRORS: e,
+             UPTIME: None if up is None else up + 3} for a, _, age, e, up in snap.agents]
+    assert families_at(snap, 3.0, 60, METRICS) == families_from_rows(spec, rows)
