@@ -11,9 +11,9 @@ defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scra
   rest is skipped, and the endpoint still answers with the exporter's own metrics;
 * the costliest query (``parallel`` in exporters/queries.py: the per-agent heartbeat search,
   and agents_by_state, the other reader of the often-vacuumed agents table, whose plan
-  invalidations then spare the batch's) runs at the same time on a second connection
-  (application_name bgdb-exporter-parallel), so the server's work is spread over two cores;
-  the batch's families are built meanwhile. If it
+  invalidations then spare the batch's, and the pg_stat_statements read) runs at the same time
+  on a second connection (application_name bgdb-exporter-parallel), so the server's work is
+  spread over two cores; the batch's families are built meanwhile. If it
   fails there for any reason it runs on the main connection after the batch, in the same
   scrape (a second connection that cannot be had is left alone for ``UNBATCHED_SCRAPES``);
 * when the batch fails otherwise (a query's error, a lock or statement timeout), the same scrape
