@@ -11,9 +11,9 @@ defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scra
   rest is skipped, and the endpoint still answers with the exporter's own metrics;
 * the costliest query (``parallel`` in exporters/queries.py: the per-agent heartbeat search,
   and agents_by_state, the other reader of the often-vacuumed agents table, whose plan
-  invalidations then spare the batch's) runs at the same time on a second connection
-  (application_name bgdb-exporter-parallel), so the server's work is spread over two cores;
-  the batch's families are built meanwhile. If it
+  invalidations then spare the batch's, and the pg_stat_statements read) runs at the same time
+  on a second connection (application_name bgdb-exporter-parallel), so the server's work is
+  spread over two cores; the batch's families are built meanwhile. If it
   fails there for any reason it runs on the main connection after the batch, in the same
   scrape (a second connection that cannot be had is left alone for ``UNBATCHED_SCRAPES``);
 * when the batch fails otherwise (a query's error, a lock or statement timeout), the same scrape
@@ -28,7 +28,11 @@ defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scra
   at most that often, on its own; the scrapes in between serve the rows of its last successful
   run;
 * a query with ``rows_from`` runs nothing: its samples come from that query's rows in the same
-  scrape (agent_summary's totals ride along agent_heartbeat's search).
+  scrape (agent_summary's totals ride along agent_heartbeat's search);
+* the per-agent heartbeat search's rows are reused for ``agent_heartbeat_cache_seconds``
+  (default 0.4 x the heartbeat interval), their ages advanced at each scrape: see
+  exporters/heartbeat.py for why that cannot raise a false missed-heartbeat alert nor delay a
+  true one.
 
 ``collect()`` gives client_python's objects (registry API, tests); the HTTP endpoint renders the
 same families with exporters/exposition.py (``exposition()``), which is several times cheaper.
@@ -54,7 +58,7 @@ try:
 except ImportError:  # prometheus_client < 0.14 (Debian 11: 0.9): the registry needs collect() only
     Collector = object  # type: ignore[misc,assignment]
 
-from exporters import backup_status
+from exporters import backup_status, heartbeat
 from exporters.config import ExporterConfig
 from exporters.connection import APPLICATION_NAME, Database, DatabaseHung
 from exporters.exposition import Family, Labels, render, to_metric
@@ -64,6 +68,7 @@ from exporters.queries import QUERIES, STATEMENTS_QUERY, MetricSpec, QuerySpec, 
 log = logging.getLogger(__name__)
 
 PROBE = "server"
+HEARTBEAT = "agent_heartbeat"  # its rows go through exporters/heartbeat.py
 LATENCY_METRIC = "bgdb_statement_latency_seconds"
 LATENCY_HELP = (
     "Mean execution time of top-level statements per pg_stat_statements entry between scrapes, "
@@ -227,11 +232,13 @@ class BgdbCollector(Collector):
         cfg: ExporterConfig,
         queries: tuple[QuerySpec, ...] = QUERIES,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         check_table(queries)
         self.cfg = cfg
         self.queries = queries
         self._clock = clock
+        self._monotonic = monotonic  # the heartbeat snapshot's ages advance by it (tests: faked)
         self._sql = load_sql(cfg.sql_dir, (*queries, STATEMENTS_QUERY))
         self._params = cfg.sql_params()
         self._pg = Database(cfg.dsn, statement_timeout_seconds=cfg.statement_timeout_seconds)
@@ -266,6 +273,13 @@ class BgdbCollector(Collector):
         self._solo: set[str] = set()
         self._unbatched_left = 0
         self._batch_text: dict[tuple[str, ...], str] = {}
+        # The heartbeat search's last answer, and whether this scrape serves it (decided once
+        # per scrape, so that the search is either left out of the batch and the parallel
+        # connection or run). _sent: monotonic time each query's statement was sent.
+        self._heartbeats: heartbeat.Snapshot | None = None
+        self._heartbeats_fresh = False
+        self._sent: dict[str, float] = {}
+        self._label_text: dict[Labels, str] = {}  # render()'s, kept between scrapes
         self.batches = 0  # batch statements run (for tests and bench)
 
     # -- prometheus_client interface ------------------------------------------------------------
@@ -290,7 +304,7 @@ class BgdbCollector(Collector):
 
     def exposition(self) -> bytes:
         """One scrape in the text exposition format (what the HTTP endpoint serves)."""
-        return render(self.scrape())
+        return render(self.scrape(), self._label_text)
 
     @property
     def running_alone(self) -> frozenset[str]:
@@ -315,6 +329,8 @@ class BgdbCollector(Collector):
         started = time.monotonic()
         deadline = started + self.cfg.scrape_timeout_seconds
         self._scrapes += 1
+        self._heartbeats_fresh = (self._heartbeats is not None
+                                  and self._monotonic() < self._heartbeats.valid_until)
         out: list[Family] = []
         bouncer_up = False
         pending = self._bouncer is not None
@@ -337,6 +353,7 @@ class BgdbCollector(Collector):
     def _run(self, db: Database, spec: QuerySpec) -> list[dict[str, Any]]:
         sql = self._sql[spec.name]
         params = self._params if spec.target == "postgres" and _PARAM.search(sql) else None
+        self._sent[spec.name] = self._monotonic()
         t0 = time.monotonic()
         try:
             rows = db.query(sql, params)
@@ -349,6 +366,7 @@ class BgdbCollector(Collector):
         sql = self._batch_text.get(names)
         if sql is None:
             sql = self._batch_text[names] = batch_sql((n, self._sql[n]) for n in names)
+        self._sent.update(dict.fromkeys(names, self._monotonic()))
         rows = db.query(sql, self._params)
         value = rows[0].get("batch") if len(rows) == 1 else None
         if isinstance(value, str):  # a json column psycopg did not load (unusual adapters)
@@ -371,7 +389,8 @@ class BgdbCollector(Collector):
             specs.sort(key=lambda q: q.name != PROBE)
             specs.append(STATEMENTS_QUERY)
             batch = [q for q in specs if not q.rows_from and q.min_interval_seconds <= 0
-                     and q.name not in self._solo]
+                     and q.name not in self._solo
+                     and not (q.name == HEARTBEAT and self._heartbeats_fresh)]
             if self._unbatched_left > 0:
                 self._unbatched_left -= 1
                 batch = []
@@ -464,6 +483,10 @@ class BgdbCollector(Collector):
                     out.extend(families_from_rows(spec, derived_rows(spec, parent)))
                 continue
             rows = results.get(spec.name)
+            if rows is None and spec.name == HEARTBEAT and self._heartbeats_fresh:
+                out.extend(self._heartbeat_families(spec, results))
+                up = True
+                continue
             if rows is None:
                 cached = self._cache.get(spec.name)
                 if (cached is not None and spec.min_interval_seconds > 0
@@ -501,6 +524,19 @@ class BgdbCollector(Collector):
                 self._solo.discard(spec.name)
                 if spec.min_interval_seconds > 0:
                     self._cache[spec.name] = (time.monotonic(), rows)
+            if spec.name == HEARTBEAT:
+                try:
+                    self._heartbeats = heartbeat.snapshot(
+                        rows, self._sent.get(spec.name, self._monotonic()),
+                        self.cfg.heartbeat_interval_seconds, self.cfg.heartbeat_cache_seconds)
+                except (KeyError, TypeError, ValueError) as exc:
+                    self._errors[spec.name] += 1
+                    self._heartbeats = None
+                    log.warning("query %s: %s", spec.name, _one_line(exc))
+                else:
+                    out.extend(self._heartbeat_families(spec, results))
+                up = True
+                continue
             up = True
             results[spec.name] = rows
             if spec is STATEMENTS_QUERY:
@@ -508,6 +544,15 @@ class BgdbCollector(Collector):
             else:
                 out.extend(families_from_rows(spec, rows))
         return up
+
+    def _heartbeat_families(self, spec: QuerySpec,
+                            results: dict[str, list[dict[str, Any]]]) -> list[Family]:
+        """The per-agent families from the snapshot as of now; its totals row goes into
+        ``results`` for agent_summary (rows_from)."""
+        assert self._heartbeats is not None
+        now, interval = self._monotonic(), self.cfg.heartbeat_interval_seconds
+        results[spec.name] = [heartbeat.totals_at(self._heartbeats, now, interval)]
+        return heartbeat.families_at(self._heartbeats, now, interval, spec.metrics)
 
     def _latency(self, rows: list[dict[str, Any]]) -> list[Family]:
         entries = [

@@ -19,6 +19,11 @@ from typing import Any
 DEFAULT_PORT = 9847  # not 9187, which is postgres_exporter's
 DEFAULT_DSN = "host=/var/run/postgresql dbname=background_agents user=bg_agents_monitor"
 DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "exporter"
+# agent_heartbeat_cache_seconds' default as a share of the heartbeat interval: below half, so
+# that a healthy agent's age computed from the cache stays under 1.5 intervals
+# (exporters/heartbeat.py), and above a 15 s scrape interval at 60 s (one scrape in two then
+# runs the search).
+DEFAULT_TTL_SHARE = 0.4
 
 
 class ConfigError(ValueError):
@@ -33,6 +38,9 @@ class ExporterConfig:
     pgbouncer_dsn: str | None = None
     heartbeat_interval_seconds: float = 60.0
     max_agents: int = 200
+    # Seconds the per-agent heartbeat search's rows are reused, their ages advanced at each
+    # scrape (exporters/heartbeat.py; 0: every scrape). None: 0.4 x heartbeat_interval_seconds.
+    agent_heartbeat_cache_seconds: float | None = None
     statement_timeout_seconds: float = 2.0
     # No query starts after this much of a scrape has passed (the rest are skipped and counted);
     # one already running ends within statement_timeout + 1 s.
@@ -47,6 +55,12 @@ class ExporterConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     log_level: str = "INFO"
+
+    @property
+    def heartbeat_cache_seconds(self) -> float:
+        if self.agent_heartbeat_cache_seconds is None:
+            return DEFAULT_TTL_SHARE * self.heartbeat_interval_seconds
+        return self.agent_heartbeat_cache_seconds
 
     @property
     def statement_timeout_ms(self) -> int:
@@ -74,6 +88,7 @@ def _coerce(key: str, value: Any) -> Any:
         if "None" in kind:
             return None
         raise ConfigError(f"{key}: must not be null")
+    kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -111,6 +126,13 @@ def validate(cfg: ExporterConfig) -> None:
     need(cfg.pgbouncer_dsn is None or bool(cfg.pgbouncer_dsn.strip()), "pgbouncer_dsn", "is empty")
     need(cfg.heartbeat_interval_seconds > 0, "heartbeat_interval_seconds", "must be > 0")
     need(1 <= cfg.max_agents <= 100_000, "max_agents", "must be between 1 and 100000")
+    # Below half an interval, a healthy agent's age computed from the cache stays under 1.5
+    # intervals (exporters/heartbeat.py).
+    need(
+        0 <= cfg.heartbeat_cache_seconds < cfg.heartbeat_interval_seconds / 2,
+        "agent_heartbeat_cache_seconds",
+        "must be >= 0 and below half of heartbeat_interval_seconds",
+    )
     need(0 < cfg.statement_timeout_seconds <= 60, "statement_timeout_seconds", "must be in (0, 60]")
     need(
         cfg.scrape_timeout_seconds >= cfg.statement_timeout_seconds,

@@ -56,11 +56,21 @@ def format_value(value: float) -> str:
     return "+Inf" if value > 0 else "-Inf"
 
 
-def render(families: Iterable[Family]) -> bytes:
-    """The text exposition of ``families``, as bytes."""
+# Label sets whose text render() keeps between calls: far more than a scrape has (~300 at the
+# defaults), and when the set outgrows it (label values that keep changing) it starts over.
+LABEL_CACHE_SIZE = 20_000
+
+
+def render(families: Iterable[Family], label_text: dict[Labels, str] | None = None) -> bytes:
+    """The text exposition of ``families``, as bytes. ``label_text``: a cache of rendered
+    label sets to reuse across calls (most are the same at every scrape: per-agent, per-table,
+    per-query labels), filled here."""
     out: list[str] = []
     append = out.append
-    label_text: dict[Labels, str] = {}  # a row's labels, rendered once for all its families
+    if label_text is None:
+        label_text = {}  # a row's labels, rendered once for all its families
+    elif len(label_text) > LABEL_CACHE_SIZE:
+        label_text.clear()
     for fam in families:
         append(f"# HELP {fam.name} {_escape_help(fam.help)}\n# TYPE {fam.name} {fam.kind}\n")
         for name, labels, value in fam.samples:

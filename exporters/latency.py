@@ -36,7 +36,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Seconds. 0.1 is a bound on purpose: the seed's KPI is p95 < 100 ms.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -61,8 +61,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 StatementKey = tuple[int, int, int, bool]  # userid, dbid, queryid, toplevel
 
 
-@dataclass(frozen=True)
-class StatementCounters:
+# NamedTuples, not frozen dataclasses: hundreds are made per scrape, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs several times a tuple's.
+class StatementCounters(NamedTuple):
     """One pg_stat_statements entry as read at a scrape."""
 
     key: StatementKey
@@ -70,8 +71,7 @@ class StatementCounters:
     total_exec_time_ms: float
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     mean_seconds: float
     calls: int
     seconds: float

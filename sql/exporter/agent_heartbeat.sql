@@ -1,7 +1,7 @@
 -- Per-agent heartbeat health, for at most max_agents agents (the most overdue first, so the
 -- agents an alert is about are always among the labelled ones), after a first row with the
--- totals over all of them (no agent_id, no per-agent values): the agent_summary query reads its
--- bgdb_agents_* samples from that row instead of repeating the whole search.
+-- totals over all of them (no agent_id; its age is the most overdue agent's): the agent_summary
+-- query reads its bgdb_agents_* samples from that row instead of repeating the whole search.
 -- bgdb_agents_labelled < bgdb_agents_expected_heartbeat means some agents have no per-agent
 -- series (max_agents); bgdb_agents_missed_heartbeats_max covers all.
 -- Agents whose state says they were shut down are left out: they are not expected to beat.
@@ -15,7 +15,8 @@
 --   index: the last hour first (one daily partition but just after midnight), and only when
 --   that finds nothing the rest of the last day (yesterday's partition too).
 --   An agent that never beat counts from started_at, else from its registration.
---   missed = floor(age / heartbeat_interval_seconds): the consecutive beats that did not come.
+--   missed = floor(age / heartbeat_interval_seconds), the consecutive beats that did not
+--   come, is computed by the exporter (exporters/heartbeat.py).
 -- Times are float8 seconds (date_part): cheaper than extract()'s numeric, and what the
 -- exposition carries anyway.
 WITH recent AS (
@@ -71,37 +72,32 @@ totals AS (
     SELECT count(*) AS n, coalesce(max(age), 0) AS worst FROM aged
 )
 -- One JSON value (json_rows in exporters/queries.py, the "columns" form): the column names once,
--- then one array per row. 200 rows of 8 values would cost the pure-Python client more than the
--- query, and 200 objects keyed by the metric names cost the server more than arrays.
+-- then one array per row. 200 rows of 6 values would cost the pure-Python client more than the
+-- query, and 200 objects keyed by name cost the server more than arrays.
+-- Ages are as of now(): exporters/heartbeat.py keeps these rows for a few seconds and adds the
+-- time elapsed since at each scrape, so the metrics (missed = floor(age / interval), uptime,
+-- the totals) are computed there.
 SELECT json_build_object(
-    'columns', json_build_array(
-        'agent_id', 'bgdb_agent_last_heartbeat_age_seconds', 'bgdb_agent_missed_heartbeats',
-        'bgdb_agent_error_count', 'bgdb_agent_uptime_seconds', 'bgdb_agents_expected_heartbeat',
-        'bgdb_agents_labelled', 'bgdb_agents_missed_heartbeats_max'),
+    'columns', json_build_array('agent_id', 'age', 'error_count', 'uptime', 'expected',
+                                'labelled'),
     'rows', json_agg(json_build_array(
-        t.agent_id, t.bgdb_agent_last_heartbeat_age_seconds, t.bgdb_agent_missed_heartbeats,
-        t.bgdb_agent_error_count, t.bgdb_agent_uptime_seconds, t.bgdb_agents_expected_heartbeat,
-        t.bgdb_agents_labelled, t.bgdb_agents_missed_heartbeats_max))
+        t.agent_id, t.age, t.error_count, t.uptime, t.expected, t.labelled))
 ) AS rows
 FROM (
     SELECT
         NULL AS agent_id,
-        NULL::float8 AS bgdb_agent_last_heartbeat_age_seconds,
-        NULL::float8 AS bgdb_agent_missed_heartbeats,
-        NULL::float8 AS bgdb_agent_error_count,
-        NULL::float8 AS bgdb_agent_uptime_seconds,
-        n AS bgdb_agents_expected_heartbeat,
-        least(n, %(max_agents)s) AS bgdb_agents_labelled,
-        floor(worst / %(heartbeat_interval_seconds)s) AS bgdb_agents_missed_heartbeats_max
+        worst AS age,
+        NULL::float8 AS error_count,
+        NULL::float8 AS uptime,
+        n AS expected,
+        least(n, %(max_agents)s) AS labelled
     FROM totals
     UNION ALL
     (SELECT
         agent_id,
         age,
-        floor(age / %(heartbeat_interval_seconds)s),
         error_count,
         date_part('epoch', now() - started_at),
-        NULL,
         NULL,
         NULL
     FROM aged

@@ -10,6 +10,7 @@ sandbox has them).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,12 +74,14 @@ CollectorFactory = Callable[..., tuple[BgdbCollector, CollectorRegistry]]
 
 @pytest.fixture
 def make_collector(monitor_dsn: str) -> Iterator[CollectorFactory]:
-    """make_collector(**settings) -> (collector, fresh registry); closed at teardown."""
+    """make_collector(**settings) -> (collector, fresh registry); closed at teardown.
+    ``monotonic=`` (not a setting) replaces the collector's monotonic clock."""
     made: list[BgdbCollector] = []
 
     def make(**settings: Any) -> tuple[BgdbCollector, CollectorRegistry]:
         settings.setdefault("dsn", monitor_dsn)
-        collector = BgdbCollector(build_config(settings))
+        clock = settings.pop("monotonic", time.monotonic)
+        collector = BgdbCollector(build_config(settings), monotonic=clock)
         made.append(collector)
         registry = CollectorRegistry()
         registry.register(collector)

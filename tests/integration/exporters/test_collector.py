@@ -176,6 +176,90 @@ def test_per_agent_series_are_capped_with_totals_beside(
     assert s.get("bgdb_exporter_max_agents") == 2
 
 
+def heartbeat_searches(dsn: str) -> int:
+    """Runs of the per-agent heartbeat search so far (pg_stat_statements: its own statement on
+    the parallel connection)."""
+    with session(dsn) as conn:
+        row = conn.execute("""
+            SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND query LIKE '%%max(ARRAY[date_part(%%AS beat%%'""").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_heartbeat_search_is_reused_within_its_ttl_with_ages_advancing(
+    agents_dsn: str, make_collector: CollectorFactory
+) -> None:
+    with session(agents_dsn) as conn:
+        conn.execute("""
+            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
+            VALUES ('a_quiet', 'q', 'worker', 'running', now() - interval '1 hour',
+                    now() - interval '100 seconds'),
+                   ('a_ok', 'ok', 'worker', 'running', now() - interval '1 hour',
+                    now() - interval '10 seconds')""")
+    skew = [0.0]  # the collector's monotonic clock runs this far ahead of the real one
+
+    def clock() -> float:
+        return time.monotonic() + skew[0]
+
+    collector, registry = make_collector(heartbeat_interval_seconds=60,
+                                         agent_heartbeat_cache_seconds=24, monotonic=clock)
+    searches = heartbeat_searches(agents_dsn)
+    s = Scrape(registry)
+    assert heartbeat_searches(agents_dsn) == searches + 1
+    age = s.get("bgdb_agent_last_heartbeat_age_seconds", {"agent_id": "a_quiet"}) or 0.0
+    assert age == pytest.approx(100, abs=5)
+    assert s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_quiet"}) == 1
+    # a_ok beats now, a_quiet stays silent: within the ttl no search runs, every age advances
+    # with the clock (a_ok's too: its new beat shows at the next search), and a_quiet's
+    # missed count rises when its age passes 2 intervals.
+    with session(agents_dsn) as conn:
+        conn.execute("UPDATE agents SET last_heartbeat = now() WHERE agent_id = 'a_ok'")
+    missed = []
+    for skew[0] in (10.0, 19.0, 23.0):
+        s = Scrape(registry)
+        later = s.get("bgdb_agent_last_heartbeat_age_seconds", {"agent_id": "a_quiet"}) or 0.0
+        assert later >= age + 4  # 9 or 4 s more of the fake clock, at least
+        age = later
+        missed.append(s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_quiet"}))
+        assert (s.get("bgdb_agent_last_heartbeat_age_seconds", {"agent_id": "a_ok"}) or 0) > 10
+        assert s.get("bgdb_agents_missed_heartbeats_max") == missed[-1]
+    assert missed[0] == 1 and missed[-1] == 2
+    assert heartbeat_searches(agents_dsn) == searches + 1
+    # Past the ttl: the search runs again and sees a_ok's beat.
+    skew[0] = 25.0
+    s = Scrape(registry)
+    assert heartbeat_searches(agents_dsn) == searches + 2
+    assert (s.get("bgdb_agent_last_heartbeat_age_seconds", {"agent_id": "a_ok"}) or 99) < 5
+    assert s.get("bgdb_agents_expected_heartbeat") == 2
+    assert collector.running_alone == frozenset()
+
+
+def test_heartbeat_snapshot_is_confirmed_before_a_count_passes_the_alert_threshold(
+    agents_dsn: str, make_collector: CollectorFactory
+) -> None:
+    # 175 s silent at a 60 s interval: 2 missed, 5 s from a third. From the snapshot alone the
+    # count would read 3 at the next scrape (a false alert if the agent beat meanwhile): the
+    # search runs again first, and the server's figure is served.
+    with session(agents_dsn) as conn:
+        conn.execute("""
+            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
+            VALUES ('a_late', 'l', 'worker', 'running', now() - interval '1 hour',
+                    now() - interval '175 seconds')""")
+    skew = [0.0]
+    _, registry = make_collector(heartbeat_interval_seconds=60,
+                                 monotonic=lambda: time.monotonic() + skew[0])
+    searches = heartbeat_searches(agents_dsn)
+    assert Scrape(registry).get("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 2
+    with session(agents_dsn) as conn:
+        conn.execute("UPDATE agents SET last_heartbeat = now() WHERE agent_id = 'a_late'")
+    skew[0] = 6.0
+    s = Scrape(registry)
+    assert heartbeat_searches(agents_dsn) == searches + 2
+    assert s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 0
+
+
 def test_database_kpis(agents_dsn: str, make_collector: CollectorFactory) -> None:
     dbname = str(psycopg.conninfo.conninfo_to_dict(agents_dsn)["dbname"])
     _, registry = make_collector()
@@ -498,7 +582,9 @@ def test_parallel_query_falls_back_to_the_main_connection(
     agents_dsn: str, make_collector: CollectorFactory
 ) -> None:
     seed_agents(agents_dsn)
-    collector, registry = make_collector()
+    # No heartbeat snapshot reuse: the per-agent search runs at each scrape, so it is the one
+    # that falls back.
+    collector, registry = make_collector(agent_heartbeat_cache_seconds=0)
     s = Scrape(registry)
     assert s.get("bgdb_exporter_connections_total", {"target": "postgres-parallel"}) == 1
     assert s.get("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 3

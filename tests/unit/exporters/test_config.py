@@ -47,6 +47,13 @@ def test_file_then_flags_override(tmp_path: Path) -> None:
     assert cfg.pgbouncer_dsn is not None and "6432" in cfg.pgbouncer_dsn
 
 
+def test_heartbeat_cache_defaults_below_half_the_interval() -> None:
+    assert build_config({}).heartbeat_cache_seconds == 24  # 0.4 x 60
+    assert build_config({"heartbeat_interval_seconds": 10}).heartbeat_cache_seconds == 4
+    assert load_config(["--agent-heartbeat-cache-seconds", "0"]).heartbeat_cache_seconds == 0
+    assert build_config({"agent_heartbeat_cache_seconds": None}).heartbeat_cache_seconds == 24
+
+
 def test_sql_params_are_what_the_sql_files_use() -> None:
     params = build_config({"max_agents": 7}).sql_params()
     assert params["max_agents"] == 7
@@ -62,6 +69,9 @@ def test_sql_params_are_what_the_sql_files_use() -> None:
         ({"port": 9847.5}, "port"),
         ({"max_agents": 0}, "max_agents"),
         ({"heartbeat_interval_seconds": 0}, "heartbeat_interval_seconds"),
+        ({"agent_heartbeat_cache_seconds": -1}, "agent_heartbeat_cache_seconds"),
+        ({"agent_heartbeat_cache_seconds": 30}, "agent_heartbeat_cache_seconds"),  # 60 / 2
+        ({"agent_heartbeat_cache_seconds": "soon"}, "agent_heartbeat_cache_seconds"),
         ({"statement_timeout_seconds": -1}, "statement_timeout_seconds"),
         ({"statement_timeout_seconds": 5, "scrape_timeout_seconds": 2}, "scrape_timeout_seconds"),
         ({"dsn": " "}, "dsn"),

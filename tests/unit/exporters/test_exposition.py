@@ -12,7 +12,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.collector import batch_sql, families_from_rows, split_batch
-from exporters.exposition import Family, format_value, render, to_metric
+from exporters.exposition import (
+    LABEL_CACHE_SIZE,
+    Family,
+    Labels,
+    format_value,
+    render,
+    to_metric,
+)
 from exporters.queries import QUERIES
 
 AGENTS = next(q for q in QUERIES if q.name == "agent_heartbeat")
@@ -84,6 +91,19 @@ def test_render_matches_generate_latest_line_for_line() -> None:
             # Labels in the order the query gives them; client_python sorts them.
             assert sorted(head_a.split(",")) == sorted(head_b.split(","))
             assert repr(float(value_a)) == repr(float(value_b))
+
+
+def test_render_with_a_label_cache_kept_between_calls() -> None:
+    fam = Family("bgdb_t", "gauge", "t")
+    fam.add(1.0, (("agent_id", 'a"1'),))
+    fam.add(2.0, (("agent_id", "b"),))
+    cache: dict[Labels, str] = {}
+    first = render([fam], cache)
+    assert first == render([fam]) and len(cache) == 2
+    cache[(("agent_id", "b"),)] = '{agent_id="cached"}'  # served from the cache, not remade
+    assert b'bgdb_t{agent_id="cached"} 2.0' in render([fam], cache)
+    big: dict[Labels, str] = {(("n", str(i)),): "" for i in range(LABEL_CACHE_SIZE + 1)}
+    assert render([fam], big) == first and len(big) == 2  # outgrown: started over
 
 
 def test_format_value() -> None:
