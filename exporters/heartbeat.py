@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from exporters.exposition import Family, Labels
 from exporters.queries import MetricSpec
@@ -49,7 +49,8 @@ MISSED_MAX = "bgdb_agents_missed_heartbeats_max"
 
 # agent_id, its labels (made once per snapshot: render() keys its label text cache by them),
 # age at the query, error_count, uptime at the query.
-Agent = tuple[str, Labels, float, float | None, float | None]
+# Optional, not `float | None`: this alias is evaluated at import, and Debian 11's python3 is 3.9.
+Agent = tuple[str, Labels, float, Optional[float], Optional[float]]  # noqa: UP007
 
 
 @dataclass(frozen=True)
