@@ -155,15 +155,20 @@ def test_agent_health_metrics(agents_dsn: str, make_collector: CollectorFactory)
     assert registry.get_sample_value("bgdb_agent_missed_heartbeats", {"agent_id": "a_late"}) == 3
 
 
+def add_running_agents(dsn: str, silent_for: dict[str, int]) -> None:
+    """Running agents started a day ago, each last beating ``silent_for[agent_id]`` s ago."""
+    with session(dsn) as conn:
+        conn.execute("""
+            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
+            SELECT a.agent_id, 'n', 'worker', 'running', now() - interval '1 day',
+                   now() - make_interval(secs => a.secs::float8)
+            FROM jsonb_each_text(%s::jsonb) AS a (agent_id, secs)""", [json.dumps(silent_for)])
+
+
 def test_per_agent_series_are_capped_with_totals_beside(
     agents_dsn: str, make_collector: CollectorFactory
 ) -> None:
-    with session(agents_dsn) as conn:
-        conn.execute("""
-            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
-            SELECT 'agent' || i, 'n', 'worker', 'running', now() - interval '1 day',
-                   now() - make_interval(secs => i * 100)
-            FROM generate_series(1, 5) AS i""")
+    add_running_agents(agents_dsn, {f"agent{i}": i * 100 for i in range(1, 6)})
     _, registry = make_collector(max_agents=2, heartbeat_interval_seconds=60)
     s = Scrape(registry)
     # The two most overdue agents (500 s and 400 s) keep their series.
@@ -191,13 +196,7 @@ def heartbeat_searches(dsn: str) -> int:
 def test_heartbeat_search_is_reused_within_its_ttl_with_ages_advancing(
     agents_dsn: str, make_collector: CollectorFactory
 ) -> None:
-    with session(agents_dsn) as conn:
-        conn.execute("""
-            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
-            VALUES ('a_quiet', 'q', 'worker', 'running', now() - interval '1 hour',
-                    now() - interval '100 seconds'),
-                   ('a_ok', 'ok', 'worker', 'running', now() - interval '1 hour',
-                    now() - interval '10 seconds')""")
+    add_running_agents(agents_dsn, {"a_quiet": 100, "a_ok": 10})
     skew = [0.0]  # the collector's monotonic clock runs this far ahead of the real one
 
     def clock() -> float:
@@ -242,11 +241,7 @@ def test_heartbeat_snapshot_is_confirmed_before_a_count_passes_the_alert_thresho
     # 175 s silent at a 60 s interval: 2 missed, 5 s from a third. From the snapshot alone the
     # count would read 3 at the next scrape (a false alert if the agent beat meanwhile): the
     # search runs again first, and the server's figure is served.
-    with session(agents_dsn) as conn:
-        conn.execute("""
-            INSERT INTO agents (agent_id, name, type, state, started_at, last_heartbeat)
-            VALUES ('a_late', 'l', 'worker', 'running', now() - interval '1 hour',
-                    now() - interval '175 seconds')""")
+    add_running_agents(agents_dsn, {"a_late": 175})
     skew = [0.0]
     _, registry = make_collector(heartbeat_interval_seconds=60,
                                  monotonic=lambda: time.monotonic() + skew[0])
