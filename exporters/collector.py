@@ -13,8 +13,9 @@ defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scra
   and agents_by_state, the other reader of the often-vacuumed agents table, whose plan
   invalidations then spare the batch's, and the pg_stat_statements read) runs at the same time
   on a second connection (application_name bgdb-exporter-parallel), so the server's work is
-  spread over two cores; the batch's families are built meanwhile. If it
-  fails there for any reason it runs on the main connection after the batch, in the same
+  spread over two cores; the batch's families are built meanwhile. A query the server
+  answers there with an error (a lock or statement timeout) is counted like any other; one whose
+  connection breaks or cannot be had runs on the main connection after the batch, in the same
   scrape (a second connection that cannot be had is left alone for ``UNBATCHED_SCRAPES``);
 * when the batch fails otherwise (a query's error, a lock or statement timeout), the same scrape
   runs its queries one by one, the probe first, each its own statement with its own
@@ -408,6 +409,7 @@ class BgdbCollector(Collector):
             parallel = [q for q in batch if q.parallel]
             batch = [q for q in batch if not q.parallel]
         ready: dict[str, list[dict[str, Any]]] = {}
+        failed: dict[str, str] = {}  # the server's error (lock or statement timeout, SQL error)
         broken: list[bool] = []
 
         def run_parallel() -> None:
@@ -415,13 +417,26 @@ class BgdbCollector(Collector):
                 try:
                     ready[spec.name] = self._run(self._pg_parallel, spec)
                 except psycopg.Error as exc:
-                    # Not counted: the query runs again on the main connection.
                     broken.append(not self._pg_parallel.connected)
+                    if not broken[-1]:
+                        # The server answered with an error: counted after the join (one
+                        # thread writes the counters). Run again on the main connection it would
+                        # most likely wait out the same lock or timeout a second time.
+                        failed[spec.name] = _one_line(exc)
+                        continue
+                    # Not counted: the query runs again on the main connection. A dropped
+                    # connection would be reopened by the next query: against a hung server
+                    # that costs a connect_timeout per query, past the budget.
                     log.info("%s on the parallel connection: %s", spec.name, _one_line(exc))
-                    if broken[-1]:
-                        # A dropped connection would be reopened by the next query: against a
-                        # hung server that costs a connect_timeout per query, past the budget.
-                        break
+                    break
+
+        def count_failed() -> list[QuerySpec]:
+            """Count the parallel queries' errors; ``specs`` without them (their dependents
+            stay: they count an error for the missing rows)."""
+            for name, message in failed.items():
+                self._errors[name] += 1
+                log.warning("query %s failed: %s", name, message)
+            return [q for q in specs if q.name not in failed]
 
         thread = None
         if parallel:
@@ -442,7 +457,7 @@ class BgdbCollector(Collector):
                 return False
             log.info("batch failed (%s); running its queries one by one", _one_line(exc))
             before = set(self._solo)
-            up = self._run_each(db, "postgres", specs, deadline, {}, out, retry=True)
+            up = self._run_each(db, "postgres", count_failed(), deadline, {}, out, retry=True)
             if self._solo == before:
                 self._unbatched_left = UNBATCHED_SCRAPES
             return up
@@ -466,6 +481,8 @@ class BgdbCollector(Collector):
         if any(broken):
             self._parallel_off_left = UNBATCHED_SCRAPES
         results.update(ready)
+        left = count_failed()
+        later = [q for q in later if q in left]
         return self._run_each(db, "postgres", later, deadline, results, out, retry=False) or up
 
     def _run_each(self, db: Database, target: str, specs: list[QuerySpec], deadline: float,
