@@ -15,7 +15,7 @@ not absolute figures, are what carries over), with the load average at each run:
           dropped by retention; the seed's: rows inserted then deleted and vacuumed, as its
           maintenance does; a fifth stays in today's partition/table, so indexes have grown)
   pooled  the same mix, direct TLS prepared vs PgBouncer TLS at 64 clients (prepared where
-          PgBouncer has max_prepared_statements, else the simple protocol it forces)
+          PgBouncer has max_prepared_statements, else the simple protocol it forces), ABBA
   open    open loop (pgbench -R) through PgBouncer + TLS, 256 clients: p95 at 4,000 TPS offered
           and the highest offered rate (from a ladder) whose p95 stays < 20 ms
   fleet   --fleet-agents agents x the seed's pool size (app_pool_size) client connections
@@ -313,11 +313,15 @@ def main() -> int:
         print(f"  => ours / plain = {ratio(ours, plain)} (goal >= 0.95)", flush=True)
     if "pooled" in only:
         print(f"pooled path: write mix, 64 clients (PgBouncer: {bouncer_mode} protocol)")
-        a = pgbench("direct TLS, prepared", direct, clients=64, seconds=n, mode="prepared")
-        print(a.line(), flush=True)
-        b = pgbench(f"PgBouncer TLS, {bouncer_mode}", pooled, clients=64, seconds=n,
-                    mode=bouncer_mode)
-        print(b.line(), flush=True)
+        runs = []
+        for path in ("direct", "pooled", "pooled", "direct"):  # ABBA: drift cancels
+            runs.append(pgbench(f"PgBouncer TLS, {bouncer_mode}", pooled, clients=64, seconds=n,
+                                mode=bouncer_mode) if path == "pooled" else
+                        pgbench("direct TLS, prepared", direct, clients=64, seconds=n,
+                                mode="prepared"))
+            print(runs[-1].line(), flush=True)
+        a = Run("direct", (runs[0].tps + runs[3].tps) / 2, 0, 0, 0, "")
+        b = Run("pooled", (runs[1].tps + runs[2].tps) / 2, 0, 0, 0, "")
         print(f"  => PgBouncer / direct = {ratio(b, a)} (goal >= 0.90)", flush=True)
     if "open" in only:
         print(f"open loop: pgbench -R, 256 clients, PgBouncer TLS ({bouncer_mode})")

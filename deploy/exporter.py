@@ -95,6 +95,8 @@ def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings
         "backup_status_file": backup_status_file,
         "log_level": ex.log_level,
     }
+    if ex.agent_heartbeat_cache_seconds is not None:  # else the exporter's own default
+        cfg["agent_heartbeat_cache_seconds"] = ex.agent_heartbeat_cache_seconds
     if ex.basic_auth_user and basic_auth_password:
         cfg["basic_auth_username"] = ex.basic_auth_user
         cfg["basic_auth_password_bcrypt"] = password_hash(basic_auth_password, current_hash)

@@ -612,6 +612,7 @@ class ExporterSettings:
     listen_address: str | None  # None = the host's service address
     heartbeat_interval_seconds: int  # the agents' expected interval: missed beats count from it
     max_agents: int  # per-agent series for at most this many (most overdue first)
+    agent_heartbeat_cache_seconds: int | None  # None: the exporter's default (0.4 x interval)
     statement_timeout_seconds: int  # per query; a hung database gives bgdb_up 0 within it + 1 s
     scrape_timeout_seconds: int  # no query starts after this much of a scrape has passed
     long_query_seconds: int
@@ -642,13 +643,22 @@ def exporter_settings(data: Data, pg: PostgresSettings) -> ExporterSettings:
     if scrape < statement:
         raise SettingsError("exporter_scrape_timeout_seconds", scrape,
                             f"must be >= exporter_statement_timeout_seconds ({statement})")
+    interval = data.get("exporter_heartbeat_interval_seconds")
+    cache = data.get("exporter_agent_heartbeat_cache_seconds")
+    if cache is not None and cache * 2 >= interval:
+        # Below half an interval, a healthy agent's age computed from the cache stays under 1.5
+        # intervals: no false missed-heartbeat alert (exporters/heartbeat.py).
+        raise SettingsError("exporter_agent_heartbeat_cache_seconds", cache,
+                            f"must be below half of exporter_heartbeat_interval_seconds "
+                            f"({interval})")
     bouncer = data.get("exporter_pgbouncer")
     return ExporterSettings(
         enabled=data.get("exporter_enabled"),
         port=port,
         listen_address=data.get("exporter_listen_address"),
-        heartbeat_interval_seconds=data.get("exporter_heartbeat_interval_seconds"),
+        heartbeat_interval_seconds=interval,
         max_agents=data.get("exporter_max_agents"),
+        agent_heartbeat_cache_seconds=cache,
         statement_timeout_seconds=statement,
         scrape_timeout_seconds=scrape,
         long_query_seconds=data.get("exporter_long_query_seconds"),

@@ -445,6 +445,10 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("exporter_heartbeat_interval_seconds", Int(1, 86400), 60, "exporter", "the agents' "
         "interval"),
     Key("exporter_max_agents", Int(1, 100000), 200, "exporter", "per-agent series cap"),
+    Key("exporter_agent_heartbeat_cache_seconds", Int(0, 43200), None, "exporter", "seconds "
+        "the per-agent heartbeat search's rows are reused between scrapes, their ages advanced "
+        "(0 = every scrape); below half of exporter_heartbeat_interval_seconds; None = 0.4 x "
+        "the interval"),
     Key("exporter_statement_timeout_seconds", Int(1, 60), 2, "exporter", "per query"),
     Key("exporter_scrape_timeout_seconds", Int(1, 300), 5, "exporter", "no query starts after "
         "this much of a scrape"),

@@ -56,6 +56,10 @@ def test_defaults() -> None:
     ({"exporter_statement_timeout_seconds": 10, "exporter_scrape_timeout_seconds": 5},
      "exporter_scrape_timeout_seconds"),
     ({"exporter_heartbeat_interval_seconds": 0}, "exporter_heartbeat_interval_seconds"),
+    ({"exporter_agent_heartbeat_cache_seconds": 30}, "exporter_agent_heartbeat_cache_seconds"),
+    ({"exporter_agent_heartbeat_cache_seconds": 5, "exporter_heartbeat_interval_seconds": 10},
+     "exporter_agent_heartbeat_cache_seconds"),
+    ({"exporter_agent_heartbeat_cache_seconds": -1}, "exporter_agent_heartbeat_cache_seconds"),
     ({"exporter_tls": "yes"}, "exporter_tls"),
     ({"exporter_log_level": "TRACE"}, "exporter_log_level"),
 ])
@@ -117,3 +121,20 @@ def test_unit_is_hardened_and_runs_the_package() -> None:
                  "ExecStart=/usr/bin/python3 -m exporters --config /etc/bgdb-exporter/config.json",
                  "WorkingDirectory=/usr/local/lib/bgdb"):
         assert line in unit.splitlines(), line
+
+
+def test_heartbeat_cache_reaches_the_exporter_only_when_set() -> None:
+    pg, app, _ = pg_app()
+    default = exporter.exporter_config(settings(), pg, app, service_address="10.0.0.5",
+                                       bouncer_port=None, backup_status_file=None)
+    # Unset: the key stays out of config.json (the exporter's 0.4 x interval applies, and a host
+    # deployed before the setting existed gets the same file: no rewrite, no restart).
+    assert "agent_heartbeat_cache_seconds" not in default
+    assert build_config({**default, "sql_dir": str(exporter.jobs.REPO / "sql" / "exporter")}) \
+        .heartbeat_cache_seconds == 24.0
+    set_ = exporter.exporter_config(settings(exporter_agent_heartbeat_cache_seconds=0), pg, app,
+                                    service_address="10.0.0.5", bouncer_port=None,
+                                    backup_status_file=None)
+    assert set_["agent_heartbeat_cache_seconds"] == 0
+    built = build_config({**set_, "sql_dir": str(exporter.jobs.REPO / "sql" / "exporter")})
+    assert built.heartbeat_cache_seconds == 0
