@@ -1,7 +1,7 @@
 """The agents' write path (issue 24), measured side by side in one run on one database host.
 
     .venv/bin/python bench/write_path.py [--host NAME] [--only tax,pooled,open,fleet] \\
-        [--seconds 20] [--fill 10000000] [--fleet-agents 1000] [--cleanup]
+        [--rounds 1] [--seconds 20] [--fill 10000000] [--fleet-agents 1000] [--cleanup]
     make bench            (the same, defaults)
 
 Targets the inventory's primary (the sandbox lab by default, or $BGDB_HOSTS_FILE hosts): it
@@ -37,10 +37,12 @@ import re
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +206,23 @@ def ratio(a: Run, b: Run) -> str:
     return f"{a.tps / b.tps:.2f}x" if b.tps else "n/a"
 
 
+def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[[], Run]) -> None:
+    """`rounds` x A B B A (drift within a round cancels): each round's ratio A / B, then the
+    median and the spread of the rounds."""
+    ratios = []
+    for i in range(rounds):
+        runs = []
+        for side in (a, b, b, a):
+            runs.append(side())
+            print(runs[-1].line(), flush=True)
+        first, second = runs[0].tps + runs[3].tps, runs[1].tps + runs[2].tps
+        ratios.append(first / second if second else 0.0)
+        print(f"  round {i + 1}: {name} = {ratios[-1]:.2f}x", flush=True)
+    ratios.sort()
+    print(f"  => {name} = {statistics.median(ratios):.2f}x median of {rounds} round(s)"
+          f" (min {ratios[0]:.2f}x, max {ratios[-1]:.2f}x; goal >= {goal:.2f})", flush=True)
+
+
 # --- the fleet: agents x pool size client connections through PgBouncer ---
 
 async def fleet(dsn: str, agents: int, pool: int, seconds: int, speedup: float) -> str:
@@ -275,6 +294,7 @@ def main() -> int:
     ap.add_argument("--host", help="inventory name or address (default: the primary)")
     ap.add_argument("--only", default="tax,pooled,open,fleet")
     ap.add_argument("--seconds", type=int, default=20, help="per pgbench run")
+    ap.add_argument("--rounds", type=int, default=1, help="ABBA rounds of tax and pooled")
     ap.add_argument("--fill", type=int, default=10_000_000, help="history rows per side")
     ap.add_argument("--fleet-agents", type=int, default=1000)
     ap.add_argument("--fleet-seconds", type=int, default=30)
@@ -300,29 +320,21 @@ def main() -> int:
           f"{t.facts.cpus} CPUs; this machine: {os.cpu_count()} CPUs, {load()}", flush=True)
     setup(t, app.user, args.fill, args.confirm_existing_data)
     n = args.seconds
+    ours_dsn = conninfo(inv.address, t.pg.port, app.user, app.database, "public")
+    plain_dsn = conninfo(inv.address, t.pg.port, app.user, app.database, PLAIN)
     if "tax" in only:
         print("schema tax: write mix, direct TLS, prepared, 64 clients (ours / seed's plain)")
-        runs = []
-        for schema in ("public", PLAIN, PLAIN, "public"):  # ABBA: drift cancels
-            label = "ours" if schema == "public" else "seed's plain tables"
-            runs.append(pgbench(label, conninfo(inv.address, t.pg.port, app.user, app.database,
-                                                schema), clients=64, seconds=n, mode="prepared"))
-            print(runs[-1].line(), flush=True)
-        ours = Run("ours", (runs[0].tps + runs[3].tps) / 2, 0, 0, 0, "")
-        plain = Run("plain", (runs[1].tps + runs[2].tps) / 2, 0, 0, 0, "")
-        print(f"  => ours / plain = {ratio(ours, plain)} (goal >= 0.95)", flush=True)
+        abba(args.rounds, "ours / plain", 0.95,
+             lambda: pgbench("ours", ours_dsn, clients=64, seconds=n, mode="prepared"),
+             lambda: pgbench("seed's plain tables", plain_dsn, clients=64, seconds=n,
+                             mode="prepared"))
     if "pooled" in only:
         print(f"pooled path: write mix, 64 clients (PgBouncer: {bouncer_mode} protocol)")
-        runs = []
-        for path in ("direct", "pooled", "pooled", "direct"):  # ABBA: drift cancels
-            runs.append(pgbench(f"PgBouncer TLS, {bouncer_mode}", pooled, clients=64, seconds=n,
-                                mode=bouncer_mode) if path == "pooled" else
-                        pgbench("direct TLS, prepared", direct, clients=64, seconds=n,
-                                mode="prepared"))
-            print(runs[-1].line(), flush=True)
-        a = Run("direct", (runs[0].tps + runs[3].tps) / 2, 0, 0, 0, "")
-        b = Run("pooled", (runs[1].tps + runs[2].tps) / 2, 0, 0, 0, "")
-        print(f"  => PgBouncer / direct = {ratio(b, a)} (goal >= 0.90)", flush=True)
+        abba(args.rounds, "PgBouncer / direct", 0.90,
+             lambda: pgbench(f"PgBouncer TLS, {bouncer_mode}", pooled, clients=64, seconds=n,
+                             mode=bouncer_mode),
+             lambda: pgbench("direct TLS, prepared", direct, clients=64, seconds=n,
+                             mode="prepared"))
     if "open" in only:
         print(f"open loop: pgbench -R, 256 clients, PgBouncer TLS ({bouncer_mode})")
         best = None

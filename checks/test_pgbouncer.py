@@ -78,6 +78,7 @@ def test_pgbouncer_pooling(db: Target) -> None:
     b = _bouncer(db)
     config = _config(db)
     want = {"pool_mode": b.pool_mode, "default_pool_size": str(b.default_pool_size),
+            "max_db_connections": str(b.max_db_connections),
             "reserve_pool_size": str(b.reserve_pool_size),
             "max_client_conn": str(b.max_client_conn),
             "query_wait_timeout": str(b.query_wait_timeout),

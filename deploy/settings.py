@@ -474,14 +474,18 @@ class PgBouncerSettings:
     databases: tuple[str, ...]  # [databases] entries, each routed to the local server
     pool_users: tuple[str, ...]
     max_connections: int  # the server's, which the pools must fit in
+    max_db_connections: int  # all roles' pools of one database together (PgBouncer queues)
     max_prepared_statements: int = 0  # rendered only where PgBouncer is 1.21+ (deploy's facts)
     auth_user: str = PGBOUNCER_AUTH_USER
     processes: int = PGBOUNCER_PROCESSES
 
     @property
     def server_connections(self) -> int:
-        """The most server connections all pools together can open."""
-        return self.server_connections_per_role * len(self.pool_users)
+        """The most server connections all pools together can open: max_db_connections caps
+        each database's pools, whatever each role's pool may take."""
+        per_database = min(self.max_db_connections,
+                           (self.default_pool_size + self.reserve_pool_size) * len(self.pool_users))
+        return per_database * len(self.databases) * self.processes
 
     @property
     def server_connections_per_role(self) -> int:
@@ -529,15 +533,16 @@ def fleet_client_conn(data: Data, app: AppSettings) -> int:
     return app.max_agents * app.pool_size + CLIENT_CONN_HEADROOM if value is None else value
 
 
-def write_pool_size(app_pool_size: int, max_connections: int, pooled_roles: int,
-                    reserve: int) -> int:
-    """PgBouncer's server connections per role by default: the pools of every pooled role may
-    take half of max_connections (the rest stays for direct clients), never less than the
-    seed's POSTGRESQL_POOL_SIZE. Each transaction with synchronous_commit waits for its WAL
-    flush; more concurrent server connections share each flush (group commit), so the pooled
-    write path keeps up with direct clients (bench/write_path.py: pool 10 gave 0.64x the
-    direct path's TPS at 64 clients, pool 40 0.78x)."""
-    return max(app_pool_size, max_connections // 2 // pooled_roles - reserve)
+def write_pool_size(app_pool_size: int, max_db_connections: int, reserve: int) -> int:
+    """PgBouncer's server connections per role by default: half of what all pools of the
+    database may hold together (max_db_connections), never less than the seed's
+    POSTGRESQL_POOL_SIZE. The application role is the one that fills its pool (the agents'
+    writes); the readonly, monitoring, ops and auth roles share the other half. Each transaction
+    with synchronous_commit waits for its WAL flush and more concurrent server connections share
+    each flush (group commit), so the pooled write path keeps up with direct clients
+    (bench/write_path.py at 64 clients: pool 10 gave 0.64x the direct path's TPS, pool 25
+    0.84-0.89x)."""
+    return max(app_pool_size, max_db_connections // 2 - reserve)
 
 
 def app_role_connection_limit(pg: PostgresSettings, bouncer: PgBouncerSettings) -> int:
@@ -559,8 +564,12 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
     max_conn = planned_max_connections(pg) if max_connections is None else max_connections
     pool_users = tuple(dict.fromkeys((app.user, *PGBOUNCER_POOL_ROLES)))
     reserve = data.get("pgbouncer_reserve_pool_size")
+    max_db = data.get("pgbouncer_max_db_connections")
+    max_db_src = data.raw("pgbouncer_max_db_connections")[1]
+    if max_db is None:  # half of the server for the pools, the rest for direct clients
+        max_db, max_db_src = max(1, max_conn // 2), "half of max_connections"
     if pool is None:  # at least the seed's POSTGRESQL_POOL_SIZE, more where the server has room
-        pool, pool_src = write_pool_size(app.pool_size, max_conn, len(pool_users), reserve), \
+        pool, pool_src = write_pool_size(app.pool_size, max_db, reserve), \
             data.raw("app_pool_size")[1]
     wait = data.get("pgbouncer_query_wait_timeout")
     bouncer = PgBouncerSettings(
@@ -583,18 +592,24 @@ def pgbouncer_settings(data: Data, app: AppSettings, pg: PostgresSettings,
         databases=(app.database,),
         pool_users=pool_users,
         max_connections=max_conn,
+        max_db_connections=max_db,
     )
     if PGBOUNCER_AUTH_USER in bouncer.console_users:
         raise SettingsError("pgbouncer_stats_users", PGBOUNCER_AUTH_USER,
                             "the auth_user only looks passwords up; use another role")
+    if pool + reserve > max_db:
+        raise SettingsError(
+            "pgbouncer_default_pool_size", pool,
+            f"{pool} pool + {reserve} reserve exceed pgbouncer_max_db_connections {max_db} "
+            f"(max_connections {max_conn}): the pool could never fill", pool_src)
     needed = bouncer.server_connections + pg.superuser_reserved_connections
     if needed > bouncer.max_connections:
         raise SettingsError(
-            "pgbouncer_default_pool_size", pool,
-            f"({pool} pool + {bouncer.reserve_pool_size} reserve) x {len(bouncer.databases)} "
-            f"database(s) x {len(bouncer.pool_users)} roles x {bouncer.processes} process(es) "
-            f"+ {pg.superuser_reserved_connections} superuser_reserved_connections = {needed} "
-            f"server connections exceed max_connections {bouncer.max_connections}", pool_src)
+            "pgbouncer_max_db_connections", max_db,
+            f"{bouncer.server_connections // len(bouncer.databases) // bouncer.processes} "
+            f"server connections x {len(bouncer.databases)} database(s) x {bouncer.processes} "
+            f"process(es) + {pg.superuser_reserved_connections} superuser_reserved_connections "
+            f"= {needed} exceed max_connections {bouncer.max_connections}", max_db_src)
     return bouncer
 
 

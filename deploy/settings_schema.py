@@ -415,8 +415,11 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("pgbouncer_pool_mode", Choice(("session", "transaction", "statement")), "transaction",
         "pgbouncer", "pool_mode"),
     Key("pgbouncer_default_pool_size", Int(1, 10000), None, "pgbouncer", "server connections "
-        "per database and role; None = half of max_connections over the pooled roles, less "
-        "the reserve, at least app_pool_size"),
+        "per database and role; None = half of pgbouncer_max_db_connections, less the reserve, "
+        "at least app_pool_size"),
+    Key("pgbouncer_max_db_connections", Int(1, 100000), None, "pgbouncer", "server connections "
+        "of all roles' pools of a database together (queued beyond); None = half of "
+        "max_connections"),
     Key("pgbouncer_reserve_pool_size", Int(0, 10000), 5, "pgbouncer", "extra connections when "
         "clients wait too long"),
     Key("pgbouncer_reserve_pool_timeout", Int(0, 3600), 3, "pgbouncer", "seconds before the "

@@ -21,7 +21,7 @@ import pytest
 from background_agents.config import AdapterConfig
 from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from deploy import secrets
-from deploy.settings import PGBOUNCER_POOL_ROLES, write_pool_size
+from deploy.settings import write_pool_size
 from tests.sandbox_fixtures import Deployed, admin_dsn
 
 PORT = 6432
@@ -29,9 +29,10 @@ APP_DB = "background_agents"
 APP_USER = "bg_agents_user"
 MONITOR = "bg_agents_monitor"
 RESERVE = 5  # pgbouncer_reserve_pool_size's default
-# The default server pool: half of max_connections (oltp: 300) over the pooled roles, less the
-# reserve, at least POSTGRESQL_POOL_SIZE (10).
-POOL = write_pool_size(10, 300, len(PGBOUNCER_POOL_ROLES), RESERVE)
+# The default server pool: half of max_db_connections (half of the oltp max_connections 300),
+# less the reserve, at least POSTGRESQL_POOL_SIZE (10).
+MAX_DB = 300 // 2
+POOL = write_pool_size(10, MAX_DB, RESERVE)
 CA = str(secrets.secrets_dir() / "ca/ca.crt")
 REPO = Path(__file__).resolve().parents[3]
 

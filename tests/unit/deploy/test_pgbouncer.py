@@ -32,11 +32,13 @@ def settings(env: dict[str, str] | None = None, **data: Any) -> PgBouncerSetting
 def test_defaults_follow_the_seed_variables() -> None:
     b = settings()
     assert (b.port, b.pool_mode, b.default_pool_size, b.max_client_conn, b.query_wait_timeout) \
-        == (6432, "transaction", 300 // 2 // 5 - 5, 1000 * 10 + 100, 30)
+        == (6432, "transaction", 300 // 2 // 2 - 5, 1000 * 10 + 100, 30)
+    assert b.max_db_connections == 150  # half of max_connections for all pools together
     assert b.admin_users == () and b.stats_users == ("bg_agents_monitor",)
     assert b.databases == ("background_agents",)
-    b = settings({"POSTGRESQL_POOL_SIZE": "40", "POSTGRESQL_TIMEOUT": "45"})
-    assert (b.default_pool_size, b.query_wait_timeout) == (40, 45)  # above the server's share
+    b = settings({"POSTGRESQL_POOL_SIZE": "40", "POSTGRESQL_TIMEOUT": "45"},
+                 postgres_workload="mixed")  # 100 connections: 50 for the pools
+    assert (b.default_pool_size, b.query_wait_timeout) == (40, 45)  # above half the pools' share
     # An explicit pgbouncer_* key wins over the application's value.
     b = settings({"POSTGRESQL_POOL_SIZE": "20"}, pgbouncer_default_pool_size=7,
                  pgbouncer_query_wait_timeout=5)
@@ -49,7 +51,7 @@ def test_pool_roles_cover_every_role_pg_hba_lets_in_locally() -> None:
     b = pgbouncer_settings(d, app, postgres_settings(d))
     assert set(postgres.hba_roles(app)) | {roles.MONITOR, roles.OPS, b.auth_user} \
         == set(b.pool_users)
-    assert b.server_connections == (300 // 2 // 6 - 5 + 5) * 1 * 6 * 1
+    assert b.server_connections == 150  # max_db_connections caps 6 roles x (70 + 5)
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -66,24 +68,33 @@ def test_sizing_guard_names_the_numbers() -> None:
         settings({"POSTGRESQL_POOL_SIZE": "500"}, postgres_overrides={"max_connections": "100"})
     assert str(err.value) == (
         "settings error: pgbouncer_default_pool_size = 500 (from POSTGRESQL_POOL_SIZE): "
-        "(500 pool + 5 reserve) x 1 database(s) x 5 roles x 1 process(es) "
-        "+ 3 superuser_reserved_connections = 2528 server connections exceed max_connections 100")
+        "500 pool + 5 reserve exceed pgbouncer_max_db_connections 50 (max_connections 100): "
+        "the pool could never fill")
+    with pytest.raises(SettingsError) as err:
+        settings(pgbouncer_max_db_connections=120, postgres_overrides={"max_connections": "100"})
+    assert str(err.value) == (
+        "settings error: pgbouncer_max_db_connections = 120: 120 server connections x 1 "
+        "database(s) x 1 process(es) + 3 superuser_reserved_connections = 123 exceed "
+        "max_connections 100")
 
 
 def test_sizing_guard_allows_an_exact_fit() -> None:
-    # (20 + 5) x 5 roles + 3 reserved = 128
-    b = settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "128"})
+    # 125 for all pools + 3 reserved = 128
+    b = settings(pgbouncer_max_db_connections=125, postgres_overrides={"max_connections": "128"})
     assert b.server_connections + 3 == b.max_connections
-    with pytest.raises(SettingsError, match="= 128 server connections exceed max_connections 127"):
-        settings(pgbouncer_default_pool_size=20, postgres_overrides={"max_connections": "127"})
+    with pytest.raises(SettingsError, match="= 128 exceed max_connections 127"):
+        settings(pgbouncer_max_db_connections=125, postgres_overrides={"max_connections": "127"})
+    # Small pools that cannot reach the cap together count for what they can open.
+    b = settings(pgbouncer_default_pool_size=5, pgbouncer_reserve_pool_size=0)
+    assert b.server_connections == 5 * 5
 
 
 def test_sizing_guard_uses_the_reserved_connections_and_workload() -> None:
-    with pytest.raises(SettingsError, match="x 5 roles"):
-        settings(postgres_workload="dw")  # dw: 40 connections < (10 + 5) x 5 + 3
-    fits = settings(postgres_workload="dw", pgbouncer_default_pool_size=7,
-                    pgbouncer_reserve_pool_size=0)
-    assert fits.server_connections + 3 == 38 <= fits.max_connections == 40
+    dw = settings(postgres_workload="dw")  # dw: 40 connections, 20 for the pools
+    assert (dw.max_db_connections, dw.default_pool_size) == (20, 10)
+    assert dw.server_connections + 3 <= dw.max_connections == 40
+    with pytest.raises(SettingsError, match="pgbouncer_max_db_connections = 38: .* = 41 exceed"):
+        settings(postgres_workload="dw", pgbouncer_max_db_connections=38)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -120,7 +131,8 @@ def test_ini_pools_tls_and_auth() -> None:
         "auth_type": "scram-sha-256", "auth_file": "/etc/pgbouncer/userlist.txt",
         "auth_query": "SELECT usename, passwd FROM pgbouncer.user_search($1)",
         "admin_users": "", "stats_users": "bg_agents_monitor",
-        "pool_mode": "transaction", "default_pool_size": "25", "reserve_pool_size": "5",
+        "pool_mode": "transaction", "default_pool_size": "70", "reserve_pool_size": "5",
+        "max_db_connections": "150",
         "max_client_conn": "10100", "query_wait_timeout": "30", "server_reset_query": "DISCARD ALL",
         "client_tls_sslmode": "require",
         "client_tls_cert_file": "/etc/postgresql/15/main/bgdb-server.crt",
@@ -159,20 +171,23 @@ def test_fleet_sizes_client_connections_file_limit_and_role_limit() -> None:
     d = Data({**BASE, "postgres_app_connection_limit": 150}, env={})
     pg = postgres_settings(d)
     assert app_role_connection_limit(pg, pgbouncer_settings(d, app_settings(d), pg)) \
-        == 150 + (25 + 5)
+        == 150 + (70 + 5)
 
 
 @pytest.mark.parametrize(("data", "pool"), [
-    ({}, 25),  # oltp: 300 connections, half of them for 5 pooled roles, less the reserve
-    ({"postgres_workload": "mixed"}, 10),  # 100: never below the seed's POSTGRESQL_POOL_SIZE
-    ({"app_pool_size": 50}, 50),
+    ({}, 70),  # oltp: 300 connections, 150 for all pools, half of that less the reserve
+    ({"postgres_workload": "mixed"}, 20),  # 100: 50 for the pools
+    ({"postgres_workload": "dw"}, 10),  # 40: never below the seed's POSTGRESQL_POOL_SIZE
+    ({"app_pool_size": 90}, 90),
     ({"pgbouncer_default_pool_size": 12}, 12),  # set: kept
 ])
 def test_server_pool_feeds_group_commit_within_half_the_server(data: dict[str, Any],
                                                                pool: int) -> None:
     b = settings(**data)
     assert b.default_pool_size == pool
-    assert b.server_connections <= max(b.max_connections // 2, (pool + 5) * 5)
+    # The application's pool fills; the other roles' pools share what is left under the cap.
+    assert b.server_connections <= b.max_db_connections == b.max_connections // 2
+    assert b.max_db_connections - (pool + 5) >= min(pool, 5)
 
 
 @pytest.mark.parametrize(("candidate", "rendered"), [
