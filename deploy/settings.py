@@ -628,7 +628,7 @@ class ExporterSettings:
     heartbeat_interval_seconds: int  # the agents' expected interval: missed beats count from it
     max_agents: int  # per-agent series for at most this many (most overdue first)
     agent_heartbeat_cache_seconds: int | None  # None: the exporter's default (0.4 x interval)
-    statement_timeout_seconds: int  # per query; a hung database gives bgdb_up 0 within it + 1 s
+    statement_timeout_seconds: int  # per query; a hung database gives bgdb_up 0 within it + 2 s
     scrape_timeout_seconds: int  # no query starts after this much of a scrape has passed
     long_query_seconds: int
     top_tables: int

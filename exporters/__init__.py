@@ -9,7 +9,7 @@ Definitions the metrics rest on (the SQL files say the same next to each query):
 
 * Availability: ``bgdb_up`` is 1 when the probe query (sql/exporter/server.sql) answered in this
   scrape; a database that refuses connections or stops answering gives 0 within
-  statement_timeout + 1 s (connect: within connect_timeout, at least 2 s), and the endpoint keeps
+  statement_timeout + 2 s (connect: within connect_timeout, at least 2 s), and the endpoint keeps
   serving the exporter's own metrics. ``bgdb_pgbouncer_up`` likewise for PgBouncer.
 * Missed heartbeats: ``floor(seconds since the last heartbeat / heartbeat_interval_seconds)``,
   the last heartbeat being the newer of agents.last_heartbeat and the newest agent_heartbeats

@@ -1,8 +1,8 @@
 """The Prometheus collector: runs the query table at each scrape and turns rows into metrics.
 
 One scrape at a time (a lock). No query starts once ``scrape_timeout_seconds`` (default 5 s) have
-passed in the scrape, and a started one ends within statement_timeout + 1 s, so with the
-defaults a scrape takes at most 5 + 2 + 1 s, under Prometheus' default 10 s scrape_timeout:
+passed in the scrape, and a started one ends within statement_timeout + 2 s, so with the
+defaults a scrape takes at most 5 + 2 + 2 s, under Prometheus' default 10 s scrape_timeout:
 * the PostgreSQL queries that run at every scrape go to the server as one statement, the
   *batch* (``batch_sql``): one round trip, one transaction, one result of JSON that one
   json.loads reads (Debian's python3-psycopg is pure Python and pays per statement and per value

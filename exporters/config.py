@@ -43,7 +43,7 @@ class ExporterConfig:
     agent_heartbeat_cache_seconds: float | None = None
     statement_timeout_seconds: float = 2.0
     # No query starts after this much of a scrape has passed (the rest are skipped and counted);
-    # one already running ends within statement_timeout + 1 s.
+    # one already running ends within statement_timeout + 2 s.
     scrape_timeout_seconds: float = 5.0
     long_query_seconds: float = 300.0
     top_tables: int = 20
