@@ -10,6 +10,7 @@ from deploy import (
     backup,
     exporter,
     factcache,
+    ha,
     hostfacts,
     maintenance,
     monitoring,
@@ -31,6 +32,7 @@ from deploy.settings import (
     app_settings,
     backup_settings,
     exporter_settings,
+    ha_settings,
     maintenance_settings,
     pgbouncer_settings,
     replica_settings,
@@ -57,7 +59,22 @@ if {"postgres_primary", "postgres_replicas"} & set(host.groups):
     except SettingsError as exc:
         raise DeployError(str(exc)) from None  # pyinfra prints it as one line
 
-if "postgres_primary" in host.groups:
+# HA mode (postgres_ha): every database host is a Patroni member; whoever leads now gets the
+# roles and the schema, asked from Patroni when the operations run (deploy/ha.py).
+HA = {"postgres_primary", "postgres_replicas"} & set(host.groups) and ha_settings(data).enabled
+if HA:
+    members = ha.members_of([*inventory.get_group("postgres_primary", []),
+                             *inventory.get_group("postgres_replicas", [])])
+    leads = ha.install_ha(pg, app, ha_settings(data), members,
+                          is_bootstrap="postgres_primary" in host.groups)
+    bouncer = pgbouncer_settings(data, app, pg)
+    role_limit = app_role_connection_limit(pg, bouncer)
+    roles.configure_roles(pg, app, role_limit, _if=leads)
+    pgbouncer.install_pgbouncer(pg, app, bouncer, sql_if=leads)
+    schema.apply_migrations(pg, app, role_limit, apply_if=leads)
+    exporter.install_exporter(exporter_settings(data, pg), pg, app, None)
+
+if "postgres_primary" in host.groups and not HA:
     replica_hosts = inventory.get_group("postgres_replicas", [])
     replicas = [str(h.data.get("service_address")) for h in replica_hosts]
     postgres.install_postgres(pg, app, replicas)
@@ -69,10 +86,11 @@ if "postgres_primary" in host.groups:
 
 # WAL archiving and backups: on the primary alone (local repository), or on the primary and the
 # backup host together (one call for both, so pyinfra orders their steps: backup.py).
-if {"postgres_primary", "backup"} & set(host.groups):
+# Not yet in HA mode: pgBackRest's repository would have to follow the leader (README).
+if {"postgres_primary", "backup"} & set(host.groups) and not HA:
     backup.configure_backup(*backup.setup_for(host, inventory))
 
-if "postgres_primary" in host.groups:
+if "postgres_primary" in host.groups and not HA:
     bk = backup_settings(data)
     maintenance.configure_maintenance(maintenance_settings(data), bk, pg, app)
     exporter.install_exporter(exporter_settings(data, pg), pg, app, bk.status_file)
@@ -80,14 +98,14 @@ if "postgres_primary" in host.groups:
 
 # Read replicas: what needs no primary first (it runs alongside the primary's deploy), then one
 # operation shared with the primary, after which everything else (the copy) runs.
-if "postgres_replicas" in host.groups:
+if "postgres_replicas" in host.groups and not HA:
     primary_host = inventory.get_group("postgres_primary")[0]
     rs = replica_settings(data)
     topo = replica.topology(primary_host, inventory.get_group("postgres_replicas"))
     replica.prepare_replica(rpg, app, rs, topo, primary_host)
-if {"postgres_primary", "postgres_replicas"} & set(host.groups):
+if {"postgres_primary", "postgres_replicas"} & set(host.groups) and not HA:
     replica.wait_for_primary()
-if "postgres_replicas" in host.groups:
+if "postgres_replicas" in host.groups and not HA:
     replica.start_replica(rpg, rs, topo)
     # Roles, passwords and PgBouncer's auth function arrive by replication: the same database
     # entry, served read-only by the standby.

@@ -141,6 +141,14 @@ class AdapterConfig:
             "sslmode": self.ssl_mode,
             "connect_timeout": max(1, int(self.timeout)),
             "application_name": self.application_name,
+            # A server that vanished mid-statement (host down, network cut, the address moved
+            # to a new leader) fails the statement within seconds, not after TCP's ~15 minutes
+            # of retransmissions: the retry layer then establishes its outcome elsewhere.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
         }
         if self.password is not None:
             params["password"] = self.password

@@ -155,9 +155,23 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]], problems: l
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from bgdb import patroni
+
+    members = patroni.members()
+    view = patroni.first_view(members) if members else None
     results, problems = status.collect(targets.select(args.hosts))
+    if members:  # HA mode: the roles are Patroni's, not the inventory's
+        roles = {m.get("name"): m.get("role") for m in (view or {}).get("members", [])}
+        for result in results:
+            result["role"] = roles.get(result["host"], "not in Patroni's view")
+        if args.json:
+            print(tables.dump_json({"cluster": view, "hosts": results, "unreachable": problems}))
+            for line in problems:
+                print(f"bgdb: {line}", file=sys.stderr)
+            return 2 if problems or view is None else 0
+        tables.console().print(status.render_cluster(view))
     _report(args, results, problems, status.render_host)
-    return 2 if problems else 0
+    return 2 if problems or (members and view is None) else 0
 
 
 def cmd_troubleshoot(args: argparse.Namespace) -> int:
@@ -198,6 +212,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     return promote.main([args.replica, *(["--force"] if args.force else []),
                          "--timeout", str(args.timeout)])
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    from bgdb import patroni
+
+    patroni.switchover(args.to, args.timeout)
+    return 0
 
 
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -242,6 +263,11 @@ def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="even if the old primary still answers as a primary")
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("switchover", help="HA mode: hand the leadership to a standby (planned "
+                       "maintenance), through Patroni")
+    p.add_argument("--to", help="the member to lead (default: Patroni's choice)")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_switchover)
     # `restore` hands all its arguments to bgdb.restore's own parser (see main()).
     sub.add_parser("restore", help="restore the latest backup or a point in time (see --help)")
     p = sub.add_parser("loadtest", help="the load benchmark against the primary through "

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bgdb import patroni
 from bgdb.remote import Target
 from bgdb.targets import OperatorError, reach
 from deploy import replica
@@ -217,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for each step (default %(default)s)")
     args = parser.parse_args(argv)
     try:
+        if patroni.members():
+            print("bgdb promote: HA mode (postgres_ha): Patroni promotes a standby by itself "
+                  "when the leader fails; for a planned change use `bgdb switchover [--to "
+                  "HOST]` (Patroni's switchover), never a promotion behind Patroni's back",
+                  file=sys.stderr)
+            return 1
         promote(args.replica, force=args.force, timeout=args.timeout)
     except SettingsError as exc:
         print(exc, file=sys.stderr)

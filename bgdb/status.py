@@ -258,3 +258,24 @@ def _render_pgbouncer(pb: dict[str, Any] | None) -> RenderableType:
         ("pool size", "pool_size", None), ("use", "use_percent", tables.percent),
         ("max wait", "max_wait_seconds", tables.duration),
     ], pb.get("pools", []), empty="no pools yet")
+
+
+# --- HA mode: the cluster as Patroni sees it -----------------------------------------------------
+
+def cluster_rows(view: dict[str, Any]) -> list[Row]:
+    """One row per Patroni member: role, state, timeline, lag behind the leader (bytes)."""
+    return [{"member": m.get("name"), "host": m.get("host"), "role": m.get("role"),
+             "state": m.get("state"), "timeline": m.get("timeline"),
+             "lag": "-" if m.get("role") == "leader" else m.get("lag", "?")}
+            for m in view.get("members", [])]
+
+
+def render_cluster(view: dict[str, Any] | None) -> RenderableType:
+    if view is None:
+        return Text("Patroni cluster: no member answers (GET /cluster)", style="red")
+    syncs = [m.get("name") for m in view.get("members", []) if m.get("role") == "sync_standby"]
+    title = (f"Patroni cluster (synchronous standby: {', '.join(map(str, syncs)) or 'none'})")
+    return tables.table(title, [
+        ("member", "member", None), ("host", "host", None), ("role", "role", None),
+        ("state", "state", None), ("timeline", "timeline", None),
+        ("lag (bytes)", "lag", None)], cluster_rows(view))

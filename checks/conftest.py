@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bgdb.remote import Target
+from checks import ha
 from checks.report import ReadinessReport
 from deploy.hostdata import load_inventory
 
@@ -27,7 +28,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         targets = _targets({"monitoring"})
         metafunc.parametrize("monitor", targets, ids=[t.name for t in targets], scope="session")
     if "primary" in metafunc.fixturenames:
-        targets = _targets({"postgres_primary"})
+        # HA mode: whoever leads now (Patroni), none when no member leads.
+        leader = ha.leader() if ha.members() else None
+        targets = ([leader] if leader else []) if ha.members() else _targets({"postgres_primary"})
         metafunc.parametrize("primary", targets, ids=[t.name for t in targets], scope="session")
 
 

@@ -9,6 +9,7 @@ from functools import cache
 import pytest
 
 from bgdb.remote import Target
+from checks import ha
 from deploy.hostdata import load_inventory
 from deploy.settings import Data, ReplicaSettings, replica_settings, replication_slot_name
 
@@ -21,13 +22,23 @@ LAG = ("SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() TH
 
 @cache
 def _primary() -> Target | None:
+    if ha.members():
+        return ha.leader()  # HA mode: whoever leads now
     found = [Target(h) for h in load_inventory() if "postgres_primary" in h.groups]
     return found[0] if found else None
 
 
+def _slot(replica: Target) -> str:
+    return ha.slot_name(replica.name) if ha.members() else replication_slot_name(replica.name)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "replica" in metafunc.fixturenames:
-        targets = [Target(h) for h in load_inventory() if "postgres_replicas" in h.groups]
+        if ha.members():
+            leader = ha.leader()
+            targets = [t for t in ha.members() if leader is None or t.name != leader.name]
+        else:
+            targets = [Target(h) for h in load_inventory() if "postgres_replicas" in h.groups]
         metafunc.parametrize("replica", targets, ids=[t.name for t in targets],
                              scope="session")
 
@@ -38,7 +49,8 @@ def _settings(t: Target) -> ReplicaSettings:
 
 def _primary_of(replica: Target) -> Target:
     primary = _primary()
-    assert primary is not None, "replicas in the inventory, but no host in postgres_primary"
+    assert primary is not None, "replicas in the inventory, but no host in postgres_primary " \
+        "(HA mode: no member leads)"
     return primary
 
 
@@ -54,7 +66,7 @@ def test_replica_in_recovery(replica: Target) -> None:
 def test_replica_streaming(replica: Target) -> None:
     """The replica streams from the primary through its own slot, over TLS (verify-full)"""
     primary = _primary_of(replica)
-    slot = replication_slot_name(replica.name)
+    slot = _slot(replica)
     rows = replica.sql("SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver",
                        database="postgres")
     assert rows, f"{replica.name} has no WAL receiver (not connected to the primary):\n" + \
@@ -65,9 +77,10 @@ def test_replica_streaming(replica: Target) -> None:
         f"from {primary.inv.address} through slot {slot}"
     assert "sslmode=verify-full" in replica.setting("primary_conninfo"), \
         "primary_conninfo does not verify the primary's certificate (sslmode=verify-full)"
+    app_name = replica.name if ha.members() else slot  # Patroni's: the member name
     sender_rows = primary.sql(
         "SELECT r.state, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) "
-        f"WHERE r.application_name = '{slot}'", database="postgres")
+        f"WHERE r.application_name = '{app_name}'", database="postgres")
     assert sender_rows == [["streaming", "t"]], \
         f"on {primary.name}, the walsender of {slot} (state, TLS) is {sender_rows}"
 
@@ -75,7 +88,7 @@ def test_replica_streaming(replica: Target) -> None:
 def test_replica_slot_on_primary(replica: Target) -> None:
     """The primary keeps a physical slot for the replica, in use"""
     primary = _primary_of(replica)
-    slot = replication_slot_name(replica.name)
+    slot = _slot(replica)
     rows = primary.sql("SELECT slot_type, active::text, coalesce(wal_status, '') FROM "
                        f"pg_replication_slots WHERE slot_name = '{slot}'", database="postgres")
     assert rows, f"no replication slot {slot} on {primary.name}: WAL the replica still needs " \

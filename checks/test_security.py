@@ -103,6 +103,8 @@ def test_cis_5_6_password_policy(db: Target) -> None:
     libs = db.setting("shared_preload_libraries")
     assert "passwordcheck" in libs.split(","), \
         f"passwordcheck is not in shared_preload_libraries ('{libs}') (CIS 5.6)"
+    if db.value("SELECT pg_is_in_recovery()", "postgres") == "t":
+        return  # a standby runs no CREATE ROLE; the primary (leader) shows the refusal
     role = "bgdb_password_probe"
     cmd = (f"cd / && runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p {db.pg.port} "
            f"-c 'BEGIN' -c 'CREATE ROLE {role}' -c \"ALTER ROLE {role} PASSWORD 'abc'\" "

@@ -64,8 +64,10 @@ def ensure_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
-def server_cert(host: str, names: list[str], addresses: list[str]) -> ServerCert:
-    """The host's certificate for these DNS names and IP addresses, issuing one if needed."""
+def server_cert(host: str, names: list[str], addresses: list[str],
+                client: bool = False) -> ServerCert:
+    """The host's certificate for these DNS names and IP addresses, issuing one if needed;
+    `client` also lets it authenticate as a client (etcd's peers are both)."""
     ca, ca_key = ensure_ca()
     d = secrets_dir() / "certs"
     d.mkdir(mode=0o700, exist_ok=True)
@@ -92,7 +94,8 @@ def server_cert(host: str, names: list[str], addresses: list[str]) -> ServerCert
         .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, *(
+            [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -23,6 +23,7 @@ from pyinfra.api.inventory import Inventory
 from pyinfra.operations import apt, files, server, systemd
 
 from deploy import aptbatch, certs, exporter, hostfacts, secrets, uploads
+from deploy.ha_config import ETCD_METRICS_PORT
 from deploy.monitoring_config import (
     ALERTMANAGER_PORT,
     CA_FILE,
@@ -44,7 +45,7 @@ from deploy.monitoring_config import (
     prometheus_config,
 )
 from deploy.render import as_file
-from deploy.settings import Data, exporter_settings, postgres_settings
+from deploy.settings import Data, exporter_settings, ha_settings, postgres_settings
 
 REPO = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((REPO / "alerts").glob("*.rules.yml"))
@@ -102,6 +103,14 @@ def node_targets(inventory: Inventory, ms: MonitoringSettings) -> list[tuple[str
             if {*DB_GROUPS, "backup"} & set(h.groups)]
 
 
+def etcd_targets(inventory: Inventory) -> list[tuple[str, str]]:
+    """HA mode: every database host's etcd metrics listener (deploy/ha_config.py)."""
+    hosts = [h for h in inventory if set(DB_GROUPS) & set(h.groups)]
+    if not hosts or not ha_settings(Data(hosts[0].data.dict())).enabled:
+        return []
+    return [(h.name, f"{_address(h)}:{ETCD_METRICS_PORT}") for h in hosts]
+
+
 @deploy("Install the node exporter")
 def install_node_exporter(ms: MonitoringSettings) -> None:
     if not ms.node_exporter:
@@ -155,7 +164,8 @@ def install_monitoring(ms: MonitoringSettings, inventory: Inventory) -> None:
     changed.append(uploads.put(
         name="Write prometheus.yml",
         src=StringIO(prometheus_config(ms, address=address, exporters=targets,
-                                       nodes=node_targets(inventory, ms))),
+                                       nodes=node_targets(inventory, ms),
+                                       etcd=etcd_targets(inventory))),
         dest="/etc/prometheus/prometheus.yml", user="root", group="prometheus", mode="0640"))
     server.shell(name="Check and reload Prometheus's configuration",
                  commands=["promtool check config --syntax-only /etc/prometheus/prometheus.yml "

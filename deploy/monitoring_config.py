@@ -118,14 +118,18 @@ def exporter_job(targets: list[ExporterTarget], *, with_password: bool) -> dict[
 
 
 def prometheus_config(ms: MonitoringSettings, *, address: str, exporters: list[ExporterTarget],
-                      nodes: list[tuple[str, str]]) -> str:
-    """prometheus.yml; `nodes` are (host, address) of node exporters."""
+                      nodes: list[tuple[str, str]],
+                      etcd: list[tuple[str, str]] | None = None) -> str:
+    """prometheus.yml; `nodes` are (host, address) of node exporters, `etcd` the HA members'
+    etcd metrics listeners (host, address:port)."""
     interval = f"{ms.scrape_interval}s"
     timeout = f"{min(ms.scrape_interval, 10)}s"
     jobs: list[dict[str, Any]] = [
         exporter_job(exporters, with_password=True),
         {"job_name": "node", "static_configs": [
             {"targets": [f"{a}:{NODE_EXPORTER_PORT}"], "labels": {"host": h}} for h, a in nodes]},
+        {"job_name": "etcd", "static_configs": [
+            {"targets": [target], "labels": {"host": h}} for h, target in etcd or []]},
         {"job_name": "prometheus", "static_configs": [
             {"targets": [f"{address}:{PROMETHEUS_PORT}"]}]},
         {"job_name": "alertmanager", "static_configs": [

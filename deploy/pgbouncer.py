@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +37,7 @@ from pyinfra.operations import files, server, systemd
 from deploy import aptbatch, hostfacts, pgsql, postgres, scram, secrets, uploads
 from deploy.render import as_file, render
 from deploy.roles import login_roles
-from deploy.settings import AppSettings, PgBouncerSettings, PostgresSettings
+from deploy.settings import AppSettings, Data, PgBouncerSettings, PostgresSettings, ha_settings
 
 CONF_DIR = "/etc/pgbouncer"
 INI = f"{CONF_DIR}/pgbouncer.ini"
@@ -83,10 +84,12 @@ def supports_prepared_statements(package_version: str) -> bool:
 
 
 def render_ini(bouncer: PgBouncerSettings, pg: PostgresSettings, service_address: str,
-               prepared_statements: bool = False) -> str:
-    """prepared_statements: the host's PgBouncer knows max_prepared_statements (1.21+)."""
+               prepared_statements: bool = False, vip: str | None = None) -> str:
+    """prepared_statements: the host's PgBouncer knows max_prepared_statements (1.21+); vip:
+    HA mode's floating address, which the leader holds (deploy/ha.py)."""
+    listen = listen_addresses(bouncer, service_address) + ([vip] if vip else [])
     return render("pgbouncer.ini.j2", bouncer=bouncer, pg=pg, tls=tls_files(pg),
-                  listen=listen_addresses(bouncer, service_address), auth_file=AUTH_FILE,
+                  listen=listen, auth_file=AUTH_FILE,
                   max_prepared=bouncer.max_prepared_statements if prepared_statements else 0)
 
 
@@ -167,7 +170,9 @@ def role_verifier(role_name: str, verifier: str, port: int = 5432):
 
 
 @deploy("Install and configure PgBouncer")
-def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncerSettings) -> None:
+def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncerSettings,
+                      sql_if: Callable[[], bool] | None = None) -> None:
+    """sql_if: HA mode's "this host leads now" (roles are created there only)."""
     address = str(host.data.get("service_address"))
     aptbatch.install(name="Install PgBouncer", packages=["pgbouncer"], no_recommends=True)
 
@@ -176,7 +181,7 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     entries = []
     for role in (bouncer.auth_user, *bouncer.console_users):
         pgsql.role(name=f"Create role {role}", role_name=role, login=True, port=pg.port,
-                   attributes="NOSUPERUSER NOINHERIT CONNECTION LIMIT 20")
+                   attributes="NOSUPERUSER NOINHERIT CONNECTION LIMIT 20", _if=sql_if)
         password = secrets.password(role, env=envs.get(role) or None)
         verifier = auth_verifier(role, password)
         role_verifier(name=f"Set the password of {role} (the verifier auth_file carries)",
@@ -185,15 +190,17 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
     for db in bouncer.databases:
         auth_function(name=f"Create the auth_query function pgbouncer.user_search in {db}",
                       database=db, auth_user=bouncer.auth_user, port=pg.port)
-    ident = files.line(name="Map the OS user postgres to the pgbouncer role (peer login)",
-                       path=f"{pg.conf_dir}/pg_ident.conf", line=rf"^{IDENT_MAP}\s.*$",
-                       replace=f"{IDENT_MAP}  postgres  {bouncer.auth_user}")
-    server.shell(name="Reload PostgreSQL for the ident map",
-                 commands=[f"systemctl reload {pg.unit}"], _if=ident.did_change)
+    if not pg.ha:  # Patroni writes pg_ident.conf from its configuration (deploy/ha_config.py)
+        ident = files.line(name="Map the OS user postgres to the pgbouncer role (peer login)",
+                           path=f"{pg.conf_dir}/pg_ident.conf", line=rf"^{IDENT_MAP}\s.*$",
+                           replace=f"{IDENT_MAP}  postgres  {bouncer.auth_user}")
+        server.shell(name="Reload PostgreSQL for the ident map",
+                     commands=[f"systemctl reload {pg.unit}"], _if=ident.did_change)
 
     # From the package apt installs (its candidate): 1.18 would refuse an unknown key.
     candidate = host.get_fact(hostfacts.AptCandidate, package="pgbouncer")
-    ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate))
+    vip = ha_settings(Data(host.data.dict())).vip if pg.ha else None
+    ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate), vip)
     restart_needed = restart_settings(host.get_fact(FileContents, path=INI)) != \
         restart_settings(ini.splitlines())
     unit = uploads.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",

@@ -21,6 +21,7 @@ from deploy.settings import (
     PostgresSettings,
     backup_settings,
     exporter_settings,
+    ha_settings,
     pgbouncer_port,
 )
 
@@ -171,8 +172,10 @@ def server_certificate(pg: PostgresSettings, address: str) -> certs.ServerCert:
         return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
                                 pg.ssl_files.ca.read_text())
     hostname = host.get_fact(Hostname) or host.name
+    # HA mode: every member may serve the agents' floating address (deploy/ha.py).
+    vip = ha_settings(Data(host.data.dict())).vip if pg.ha else None
     return certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1"])
+                             [address, "127.0.0.1", *([vip] if vip else [])])
 
 
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:
@@ -207,7 +210,10 @@ def _kernel_settings() -> None:
                  _if=lambda: sysctl.did_change() and not host.get_fact(_InContainer))
 
 
-def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
+def _firewall(pg: PostgresSettings, replication_peers: list[str],
+              ha_ports: list[int] | None = None) -> None:
+    """ha_ports (Patroni's REST API, etcd): from the other members, admin and monitoring
+    addresses only."""
     def v4(nets: Any) -> list[str]:
         return list(dict.fromkeys(str(n) for n in nets if n.version == 4))
 
@@ -220,7 +226,12 @@ def _firewall(pg: PostgresSettings, replication_peers: list[str]) -> None:
                         ipaddress.ip_network(a) for a in monitoring_addresses(
                             inventory)))),
                     db_ports=[pg.port, pgbouncer_port(Data(host.data.dict())),
-                              *pg.extra_ports], monitoring_ports=_monitoring_ports(pg)),
+                              *pg.extra_ports], monitoring_ports=_monitoring_ports(pg),
+                    ha_ports=ha_ports or [],
+                    ha_cidrs=v4((*pg.admin_cidrs, *pg.monitoring_cidrs,
+                                 *(ipaddress.ip_network(p) for p in replication_peers),
+                                 *(ipaddress.ip_network(a)
+                                   for a in monitoring_addresses(inventory))))),
         dest="/etc/bgdb/firewall.nft", mode="0600", create_remote_dir=True,
     )
     unit = uploads.put(name="Install the firewall unit", src=as_file("bgdb-firewall.service.j2"),

@@ -4,6 +4,7 @@ runner operators use (`python -m bgdb.migrate`), only when its --check says ther
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from pyinfra import host
@@ -53,7 +54,10 @@ def apply_schema(check: str, apply: str):
 
 @deploy("Apply the agents' schema")
 def apply_migrations(pg: PostgresSettings, app: AppSettings, app_role_limit: int,
-                     connect_roles: tuple[str, ...] = ()) -> None:
+                     connect_roles: tuple[str, ...] = (),
+                     apply_if: Callable[[], bool] | None = None) -> None:
+    """apply_if: HA mode's "this host leads now"; every member has the files, so the one that
+    leads after a failover needs no upload."""
     for rel in ("bgdb/__init__.py", "bgdb/migrate.py", "sql/roles.sql", "sql/monitor_views.sql"):
         uploads.put(name=f"Upload {rel}", src=str(REPO / rel), dest=f"{REMOTE}/{rel}",
                     mode="0644", create_remote_dir=True)
@@ -61,4 +65,4 @@ def apply_migrations(pg: PostgresSettings, app: AppSettings, app_role_limit: int
                  dest=f"{REMOTE}/sql/migrations", delete=True, mode="0644", dir_mode="0755")
     apply_schema(name="Apply roles.sql and pending migrations",
                  check=migrate_command(pg, app, connect_roles, app_role_limit, "--check"),
-                 apply=migrate_command(pg, app, connect_roles, app_role_limit))
+                 apply=migrate_command(pg, app, connect_roles, app_role_limit), _if=apply_if)

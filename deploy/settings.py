@@ -103,6 +103,7 @@ class PostgresSettings:
     auth_delay_ms: int = 500  # auth_delay preloaded when > 0 (CIS 5.7)
     set_user: bool = True  # set_user preloaded and created where packaged (CIS 4.8)
     log_min_duration_ms: int = 1000  # the seed's slow-statement threshold (pgBadger reads it)
+    ha: bool = False  # Patroni runs the server (deploy/ha.py): its unit, not the cluster's
 
     @property
     def data_dir(self) -> str:
@@ -114,7 +115,9 @@ class PostgresSettings:
 
     @property
     def unit(self) -> str:
-        return f"postgresql@{self.version}-{self.cluster}"
+        # Debian's patroni@.service reads /etc/patroni/<version>-<cluster>.yml
+        kind = "patroni" if self.ha else "postgresql"
+        return f"{kind}@{self.version}-{self.cluster}"
 
     @property
     def preload_libraries(self) -> tuple[str, ...]:
@@ -225,6 +228,7 @@ def postgres_settings(data: Data) -> PostgresSettings:
         auth_delay_ms=data.get("postgres_auth_delay_ms"),
         set_user=data.get("postgres_set_user"),
         log_min_duration_ms=data.get("postgres_log_min_duration_ms"),
+        ha=data.get("postgres_ha"),
     )
 
 
@@ -741,6 +745,78 @@ def check_replication_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> No
             raise SettingsError("postgres_replicas", name, f"its slot name {slot} is the same "
                                 f"as {slots[slot]}'s: rename one of the hosts")
         slots[slot] = name
+
+
+# --- high availability: Patroni + etcd (deploy/ha.py) ----------------------------------------
+
+@dataclass(frozen=True)
+class HaSettings:
+    enabled: bool
+    vip: str | None  # the agents' one address, on the leader
+    vip_prefix: int
+    vip_interface: str
+    scope: str  # Patroni's cluster name
+    synchronous_mode: bool
+    synchronous_mode_strict: bool
+    maximum_lag_on_failover: int  # bytes
+    ttl: int
+    loop_wait: int
+    retry_timeout: int
+    rest_port: int
+    etcd_client_port: int
+    etcd_peer_port: int
+
+
+def ha_settings(data: Data) -> HaSettings:
+    ha = HaSettings(
+        enabled=data.get("postgres_ha"),
+        vip=data.get("postgres_ha_vip"),
+        vip_prefix=data.get("postgres_ha_vip_prefix"),
+        vip_interface=data.get("postgres_ha_vip_interface"),
+        scope=data.get("postgres_ha_scope"),
+        synchronous_mode=data.get("postgres_ha_synchronous_mode"),
+        synchronous_mode_strict=data.get("postgres_ha_synchronous_mode_strict"),
+        maximum_lag_on_failover=data.get("postgres_ha_maximum_lag_on_failover"),
+        ttl=data.get("postgres_ha_ttl"),
+        loop_wait=data.get("postgres_ha_loop_wait"),
+        retry_timeout=data.get("postgres_ha_retry_timeout"),
+        rest_port=data.get("postgres_ha_rest_port"),
+        etcd_client_port=data.get("postgres_ha_etcd_client_port"),
+        etcd_peer_port=data.get("postgres_ha_etcd_peer_port"),
+    )
+    if ha.enabled and ha.vip is None:
+        raise SettingsError("postgres_ha_vip", None, "HA mode needs the agents' floating address")
+    if ha.ttl < ha.loop_wait + 2 * ha.retry_timeout:
+        # Patroni's own rule: a leader must get to renew its key before it expires.
+        raise SettingsError("postgres_ha_ttl", ha.ttl, "expected >= postgres_ha_loop_wait + 2 x "
+                            f"postgres_ha_retry_timeout ({ha.loop_wait + 2 * ha.retry_timeout})")
+    return ha
+
+
+def check_ha_topology(hosts: Sequence[tuple[str, Sequence[str], HaSettings, str]]) -> None:
+    """(name, groups, HA settings, service address) of every database host: HA mode is on for
+    all of them or none, with 3+ members (etcd's quorum survives one loss) sharing one VIP."""
+    members = [(n, ha, a) for n, g, ha, a in hosts
+               if {"postgres_primary", "postgres_replicas"} & set(g)]
+    on = [n for n, ha, _ in members if ha.enabled]
+    if not on:
+        return
+    off = [n for n, ha, _ in members if not ha.enabled]
+    if off:
+        raise SettingsError("postgres_ha", False, f"must be True on every database host "
+                            f"({off[0]} has False, {on[0]} True)")
+    if len(members) < 3:
+        raise SettingsError("postgres_ha", True, f"needs 3 or more database hosts "
+                            f"(postgres_primary + postgres_replicas), not {len(members)}")
+    first = members[0][1]
+    for name, ha, _ in members:
+        for key in ("vip", "scope", "rest_port", "etcd_client_port", "etcd_peer_port"):
+            if getattr(ha, key) != getattr(first, key):
+                raise SettingsError(f"postgres_ha_{key}", getattr(ha, key), "must be the same on "
+                                    f"every member ({name} differs from {members[0][0]})")
+    taken = {a: n for n, _, a in members}
+    if first.vip in taken:
+        raise SettingsError("postgres_ha_vip", first.vip, f"is {taken[first.vip]}'s own address")
 
 
 # --- readiness evidence: the load test and the restore drill (checks/evidence.py) ------------

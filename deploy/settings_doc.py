@@ -20,6 +20,7 @@ CONCERNS = {
     "audit": "Audit logging (pgaudit, CIS 3.2)",
     "security": "Hardening (CIS PostgreSQL Benchmark; `bgdb check` reports each control)",
     "replicas": "Read replicas",
+    "ha": "High availability (Patroni + etcd; `postgres_ha`)",
     "backup": "Backups (pgBackRest, pg_dump); schedules are systemd OnCalendar expressions",
     "maintenance": "Scheduled maintenance (primary only)",
     "upgrades": "Security updates (unattended-upgrades)",

@@ -279,7 +279,7 @@ class Key:
     secret: bool = False  # never printed (no key holds a secret today: passwords are files)
 
 
-P, R, B, M = "postgres", "replicas", "backup", "maintenance"
+P, R, B, M, H = "postgres", "replicas", "backup", "maintenance", "ha"
 KEYS_LIST: tuple[Key, ...] = (
     # the agents' application database: the seed's POSTGRESQL_* variables win
     Key("app_database", Ident(), "background_agents", "app", "the agents' database",
@@ -365,6 +365,33 @@ KEYS_LIST: tuple[Key, ...] = (
         "readiness: WAL received but not replayed"),
     Key("postgres_replicator_connection_limit", Int(1, 1000), 10, R,
         "bgdb_replicator: replicas + base backups at once"),
+    # high availability: Patroni + etcd on the database hosts (deploy/ha.py)
+    Key("postgres_ha", Flag(), False, H, "the hosts of postgres_primary and postgres_replicas "
+        "(3 or more) form one Patroni cluster with etcd on the same hosts; postgres_primary only "
+        "bootstraps it, the leader is whoever Patroni elects"),
+    Key("postgres_ha_vip", Address(), None, H, "the agents' one address (POSTGRESQL_HOST): "
+        "held by the leader (keepalived, checking Patroni's /primary), answered by its PgBouncer; "
+        "required in HA mode, free on the hosts' network"),
+    Key("postgres_ha_vip_prefix", Int(8, 32), 24, H, "prefix length of postgres_ha_vip"),
+    Key("postgres_ha_vip_interface", Pattern(r"^[A-Za-z0-9_.-]{1,15}$", "expected a network "
+        "interface name"), "eth0", H, "the interface that carries postgres_ha_vip"),
+    Key("postgres_ha_scope", Ident(), "bgdb", H, "Patroni's cluster name (scope), its key "
+        "prefix in etcd"),
+    Key("postgres_ha_synchronous_mode", Flag(), True, H, "a commit returns once a standby has "
+        "it too, so a failover loses no acknowledged write; costs a round trip per commit"),
+    Key("postgres_ha_synchronous_mode_strict", Flag(), False, H, "refuse writes when no "
+        "standby is up (False: the leader runs alone rather than stall)"),
+    Key("postgres_ha_maximum_lag_on_failover", Int(0, 1 << 40), 1 << 20, H, "bytes a replica "
+        "may be behind and still be promoted"),
+    Key("postgres_ha_ttl", Int(10, 3600), 15, H, "seconds the leader key lives without renewal: "
+        "how long a vanished leader holds the cluster"),
+    Key("postgres_ha_loop_wait", Int(1, 600), 3, H, "seconds between Patroni's HA loops"),
+    Key("postgres_ha_retry_timeout", Int(1, 600), 5, H, "seconds Patroni retries etcd and "
+        "PostgreSQL before demoting; ttl >= loop_wait + 2 x retry_timeout"),
+    Key("postgres_ha_rest_port", Int(1, 65535), 8008, H, "Patroni's REST API (members and "
+        "admin/monitoring addresses only)"),
+    Key("postgres_ha_etcd_client_port", Int(1, 65535), 2379, H, "etcd's client port (TLS)"),
+    Key("postgres_ha_etcd_peer_port", Int(1, 65535), 2380, H, "etcd's peer port (TLS)"),
     # backups (pgBackRest, pg_dump); schedules are systemd OnCalendar expressions (host time)
     Key("backup_stanza", Ident(), "bgdb", B, "pgBackRest stanza name"),
     Key("backup_repo_path", ABS_PATH, "/var/lib/pgbackrest", B, "the repository, on the primary "

@@ -12,8 +12,10 @@ from deploy.settings import (
     app_settings,
     backup_settings,
     check_backup_topology,
+    check_ha_topology,
     check_replication_topology,
     exporter_settings,
+    ha_settings,
     maintenance_settings,
     pgbouncer_settings,
     postgres_settings,
@@ -30,6 +32,8 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     hosts = list(hosts)
     check_replication_topology([(h.name, h.groups) for h in hosts])
     check_backup_topology([(h.name, h.groups) for h in hosts])
+    check_ha_topology([(h.name, h.groups, ha_settings(h.settings_data()), h.address)
+                       for h in hosts if DB_GROUPS & set(h.groups)])
     audited: dict[bool, str] = {}
     for host in hosts:
         data = host.settings_data()

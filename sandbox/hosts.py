@@ -118,6 +118,35 @@ def up(lab_name: str, specs: list[HostSpec]) -> Lab:
     return lab
 
 
+def poweroff(lab_name: str, host_name: str) -> None:
+    """Power one host off as `machinectl poweroff` does (a clean shutdown: SIGTERM to nspawn);
+    its disk (the overlay) and its network stay for `boot`."""
+    lab = _load(lab_name)
+    host = next(h for h in lab.hosts if h.name == host_name)
+    _stop(host.name, host.pid)
+    host.pid = None
+    lab.save()
+
+
+def boot(lab_name: str, host_name: str) -> None:
+    """Boot a powered-off host again from its own disk, and wait for it."""
+    lab = _load(lab_name)
+    host = next(h for h in lab.hosts if h.name == host_name)
+    if host.pid is not None and _alive(host.pid):
+        raise SandboxError(f"{host_name} is running")
+    base = image.ensure_image(network.proxy_url(), host.release)
+    host.pid = _boot(lab, host, base, _ensure_ssh_key())
+    lab.save()
+    _wait_ssh(lab, host)
+
+
+def _load(lab_name: str) -> Lab:
+    lab = Lab.load(lab_name)
+    if lab is None:
+        raise SandboxError(f"lab {lab_name} is not up")
+    return lab
+
+
 def down(lab_name: str) -> None:
     """Stop every host of the lab and remove its mounts, namespaces, cgroups and files."""
     lab = Lab.load(lab_name)
@@ -224,10 +253,13 @@ def _boot(lab: Lab, host: Host, base: Path, key: Path) -> int:
     upper, work, root = hdir / "upper", hdir / "work", hdir / "root"
     for d in (upper, work, root):
         d.mkdir(parents=True, exist_ok=True)
-    run(["mount", "-t", "overlay", "overlay", "-o",
-         f"lowerdir={base},upperdir={upper},workdir={work}", str(root)])
+    if not _is_mountpoint(root):  # a host booted again (`boot`) keeps its disk and network
+        run(["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={base},upperdir={upper},workdir={work}", str(root)])
     _personalize(lab, host, root, key)
-    netns = network.add_host_network(host.name, IPv4Address(host.address))
+    netns = f"/run/netns/{network.netns_name(host.name)}"
+    if not Path(netns).exists():
+        netns = network.add_host_network(host.name, IPv4Address(host.address))
 
     # nspawn wants its propagation directory on a tmpfs; /run here is not one.
     paths.NSPAWN_RUNTIME.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 
 # Modules that boot their own lab and run for minutes: with `make test`'s two workers (pytest-xdist,
 # one file at a time per worker) they start first, so the rest runs beside them, not after.
-LONG_MODULES = ("tests/integration/deploy/test_replica.py",
+LONG_MODULES = ("tests/integration/ha/test_failover.py",
+                "tests/integration/deploy/test_replica.py",
                 "tests/integration/deploy/test_backup_host.py",
                 "tests/integration/deploy/test_real_hosts.py",
                 "tests/integration/monitoring/test_monitoring_stack.py")

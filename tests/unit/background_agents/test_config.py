@@ -39,6 +39,9 @@ def test_every_variable_is_read(ca: Path) -> None:
         "host": "10.231.0.11", "port": "6432", "dbname": "agents", "user": "worker",
         "password": "s3cret", "sslmode": "verify-ca", "sslrootcert": str(ca),
         "connect_timeout": "7", "application_name": "background-agents",
+        # a vanished server fails a statement in seconds (HA failover, network cut)
+        "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "3",
+        "keepalives_count": "3", "tcp_user_timeout": "10000",
     }
     assert (cfg.pool_size, cfg.timeout) == (4, 7.0)
 

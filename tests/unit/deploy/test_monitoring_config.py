@@ -49,6 +49,23 @@ def test_defaults_and_scrape_config_from_targets() -> None:
     assert cfg["global"]["scrape_interval"] == "15s"
 
 
+def test_etcd_job_only_in_ha_mode() -> None:
+    """HA mode: each member's etcd metrics listener is a target of job `etcd` (the etcd rules'
+    job); without members there is no such job."""
+    exporters = [ExporterTarget("db1", "10.0.0.1:9847", False, None)]
+    cfg = yaml.safe_load(prometheus_config(settings(), address="10.0.0.5", nodes=[],
+                                           exporters=exporters,
+                                           etcd=[("db1", "10.0.0.1:2381"),
+                                                 ("db2", "10.0.0.2:2381")]))
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["etcd"]["static_configs"] == [
+        {"targets": ["10.0.0.1:2381"], "labels": {"host": "db1"}},
+        {"targets": ["10.0.0.2:2381"], "labels": {"host": "db2"}}]
+    cfg = yaml.safe_load(prometheus_config(settings(), address="10.0.0.5", nodes=[],
+                                           exporters=exporters))
+    assert "etcd" not in [j["job_name"] for j in cfg["scrape_configs"]]
+
+
 def test_tls_and_basic_auth_follow_the_exporter() -> None:
     cfg = yaml.safe_load(prometheus_config(
         settings(), address="10.0.0.5", nodes=[],

@@ -121,7 +121,7 @@ def test_firewall_template_lets_peers_in() -> None:
     pg = postgres_settings(Data({"postgres_allowed_cidrs": ["10.1.0.0/24"]}))
     peers = [str(ipaddress.ip_network("10.0.0.2")), "10.1.0.0/24"]
     rules = render("firewall.nft.j2", pg=pg, client_cidrs=peers, monitoring_cidrs=[],
-                   db_ports=[5432, 6432], monitoring_ports=[])
+                   db_ports=[5432, 6432], monitoring_ports=[], ha_ports=[], ha_cidrs=[])
     assert "elements = { 10.0.0.2/32, 10.1.0.0/24 }" in rules
 
 

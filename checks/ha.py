@@ -1,0 +1,80 @@
+"""HA mode (postgres_ha) in the checks: who leads is Patroni's answer, not the inventory's
+postgres_primary (bgdb/patroni.py asks it over SSH)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from bgdb import patroni
+from bgdb.remote import Target
+from deploy.ha_config import slot_name as slot_name
+
+
+@cache
+def members() -> tuple[Target, ...]:
+    """The database hosts when HA mode is on, else ()."""
+    return tuple(patroni.members())
+
+
+@cache
+def cluster() -> dict[str, Any] | None:
+    """Patroni's view of the cluster from the first member that answers."""
+    return patroni.first_view(members())
+
+
+def leader() -> Target | None:
+    name = patroni.leader_name(cluster())
+    return next((t for t in members() if t.name == name), None)
+
+
+# --- what the HA readiness checks judge (pure, so each failure is shown in the unit tests) ----
+
+RUNNING = ("running", "streaming")
+
+
+def leader_problem(view: dict[str, Any] | None, expected: int) -> str | None:
+    """Exactly one running leader, and every member of the inventory running with it."""
+    if view is None:
+        return "no member's Patroni answers (GET /cluster)"
+    found = view.get("members", [])
+    leads = [m["name"] for m in found if m.get("role") == "leader"]
+    if len(leads) != 1:
+        return f"{len(leads)} leaders ({', '.join(leads) or 'none'}): expected exactly one"
+    down = [f"{m['name']} {m.get('state')}" for m in found if m.get("state") not in RUNNING]
+    if down:
+        return f"members not running: {', '.join(down)}"
+    if len(found) < expected:
+        return f"{len(found)} members in Patroni's view, {expected} in the inventory"
+    timelines = {m.get("timeline") for m in found}
+    if len(timelines) > 1:
+        return f"members on different timelines: {sorted(map(str, timelines))}"
+    return None
+
+
+def sync_problem(view: dict[str, Any] | None, synchronous_mode: bool) -> str | None:
+    if not synchronous_mode:
+        return None
+    syncs = [m["name"] for m in (view or {}).get("members", []) if m.get("role") == "sync_standby"]
+    if not syncs:
+        return "no synchronous standby: commits are acknowledged by the leader alone " \
+            "(a failover now could lose them)"
+    return None
+
+
+def lag_problem(view: dict[str, Any] | None, max_bytes: int) -> str | None:
+    behind = [f"{m['name']} {m.get('lag')}" for m in (view or {}).get("members", [])
+              if m.get("role") != "leader"
+              and not (isinstance(m.get("lag"), int) and m["lag"] <= max_bytes)]
+    return f"members lagging (bytes, limit {max_bytes}): {', '.join(behind)}" if behind else None
+
+
+def etcd_problem(lines: list[str], members: int) -> str | None:
+    """From `etcdctl endpoint health` (one line per endpoint): all healthy, else a quorum left."""
+    healthy = [line for line in lines if " is healthy" in line]
+    sick = [line for line in lines if " is unhealthy" in line]
+    if len(healthy) <= members // 2:
+        return f"etcd has no quorum: {len(healthy)} of {members} members healthy: {sick}"
+    if sick or len(healthy) < members:
+        return f"etcd members unhealthy ({len(healthy)} of {members} healthy): {sick}"
+    return None

@@ -1,0 +1,67 @@
+"""HA mode (postgres_ha): the Patroni cluster, its etcd and the agents' address. Nothing to
+check (all skipped) when HA mode is off."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from bgdb import patroni
+from bgdb.remote import Target
+from checks import ha
+from deploy import ha_config
+from deploy.settings import Data, replica_settings
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "member" in metafunc.fixturenames:
+        found = list(ha.members())
+        metafunc.parametrize("member", found, ids=[t.name for t in found], scope="session")
+    if "cluster_via" in metafunc.fixturenames:  # cluster-wide items: asked once
+        found = list(ha.members())[:1]
+        metafunc.parametrize("cluster_via", found, ids=["cluster"] * len(found), scope="session")
+
+
+def test_ha_one_leader_all_members_running(cluster_via: Target) -> None:
+    """Patroni: exactly one leader, every member running on its timeline"""
+    problem = ha.leader_problem(ha.cluster(), len(ha.members()))
+    assert problem is None, problem
+
+
+def test_ha_sync_standby_present(cluster_via: Target) -> None:
+    """Synchronous mode has its standby: an acknowledged commit survives a failover"""
+    settings = patroni.settings(cluster_via.inv)
+    problem = ha.sync_problem(ha.cluster(), settings.synchronous_mode)
+    assert problem is None, problem
+
+
+def test_ha_members_not_lagging(cluster_via: Target) -> None:
+    """No standby is behind the leader by more than postgres_replica_max_lag_bytes"""
+    limit = replica_settings(Data(cluster_via.inv.data)).max_lag_bytes
+    problem = ha.lag_problem(ha.cluster(), limit)
+    assert problem is None, problem
+
+
+def test_ha_etcd_healthy_with_quorum(member: Target) -> None:
+    """etcd: every member answers over TLS (client certificates), so it keeps its quorum"""
+    settings = patroni.settings(member.inv)
+    endpoints = ",".join(f"https://{t.inv.address}:{settings.etcd_client_port}"
+                         for t in ha.members())
+    out = member.host.run(
+        f"ETCDCTL_API=3 etcdctl --endpoints={shlex.quote(endpoints)} --cacert {ha_config.CA} "
+        f"--cert {ha_config.PATRONI_DIR}/etcd-client.crt "
+        f"--key {ha_config.PATRONI_DIR}/etcd-client.key --command-timeout=5s endpoint health")
+    problem = ha.etcd_problem((out.stdout + out.stderr).splitlines(), len(ha.members()))
+    assert problem is None, f"{problem}\n{member.journal('etcd')}"
+
+
+def test_ha_address_on_the_leader_only(member: Target) -> None:
+    """The agents' address (postgres_ha_vip) is on the leader and on no other member"""
+    vip = patroni.settings(member.inv).vip
+    leader = ha.leader()
+    holds = f" {vip}/" in member.host.run("ip -o -4 addr show").stdout
+    leads = leader is not None and leader.name == member.name
+    assert holds == leads, (f"{member.name} {'holds' if holds else 'lacks'} {vip} but "
+                            f"{'leads' if leads else 'does not lead'}\n"
+                            f"{member.journal('keepalived')}")
