@@ -11,6 +11,7 @@ from deploy import (
     exporter,
     factcache,
     ha,
+    ha_config,
     hostfacts,
     maintenance,
     monitoring,
@@ -73,6 +74,9 @@ if HA:
     pgbouncer.install_pgbouncer(pg, app, bouncer, sql_if=leads)
     schema.apply_migrations(pg, app, role_limit, apply_if=leads)
     exporter.install_exporter(exporter_settings(data, pg), pg, app, None)
+    # Partitions ahead, retention, ANALYZE: timers on every member, run by the leader only.
+    maintenance.configure_maintenance(maintenance_settings(data), backup_settings(data), pg,
+                                      app, after=f"{ha_config.unit(pg)}.service")
 
 if "postgres_primary" in host.groups and not HA:
     replica_hosts = inventory.get_group("postgres_replicas", [])

@@ -12,13 +12,13 @@ import pytest
 
 from bgdb.remote import Target
 from checks import ha
+from checks.timers import MAINTENANCE_TIMERS, failed_jobs, timer_problems
 from deploy.settings import BackupSettings, Data, backup_settings
 
 TIMERS = ["bgdb-backup-full", "bgdb-backup-diff", "bgdb-backup-verify", "bgdb-dump",
-          "bgdb-maintenance-daily", "bgdb-maintenance-weekly", "bgdb-maintenance-monthly"]
+          *MAINTENANCE_TIMERS]
 # With a backup host, the backups and verify run there; the primary records their state.
-REPO_HOST_TIMERS = ["bgdb-dump", "bgdb-backup-info", "bgdb-maintenance-daily",
-                    "bgdb-maintenance-weekly", "bgdb-maintenance-monthly"]
+REPO_HOST_TIMERS = ["bgdb-dump", "bgdb-backup-info", *MAINTENANCE_TIMERS]
 REPO_HOST_BACKUP_TIMERS = ["bgdb-backup-full", "bgdb-backup-diff", "bgdb-backup-verify"]
 FULL_MAX_AGE = 8 * 86400  # weekly full backups
 ANY_MAX_AGE = 26 * 3600  # daily differential backups and dumps
@@ -122,29 +122,15 @@ def test_logical_dump_fresh(primary: Target) -> None:
 
 def test_timers_enabled(primary: Target) -> None:
     """Backup and maintenance timers are enabled and scheduled"""
-    wrong = []
     # One report line for the set (the report's host column stays clean).
-    for unit in _timers(_bk(primary)):
-        timer = primary.host.service(f"{unit}.timer")
-        if not timer.is_enabled:
-            wrong.append(f"{unit}.timer is not enabled")
-        elif not timer.is_running:
-            wrong.append(f"{unit}.timer is not active")
+    wrong = timer_problems(primary, _timers(_bk(primary)))
     assert not wrong, "; ".join(wrong) + " (systemctl list-timers 'bgdb-*')"
 
 
 def test_scheduled_jobs_not_failing(primary: Target) -> None:
     """No backup or maintenance job failed on its last run"""
     bk = _bk(primary)
-    failed = []
-    for name in _timers(bk):
-        f = primary.host.file(f"{bk.status_dir}/{name.removeprefix('bgdb-')}.json")
-        if not f.exists:
-            continue
-        status = json.loads(f.content_string)
-        if not status.get("ok"):
-            failed.append(f"{status.get('job')} at {status.get('finished_at')}: "
-                          f"{status.get('message')}")
+    failed = failed_jobs(primary, bk.status_dir, _timers(bk))
     assert not failed, "failed jobs (journalctl -u bgdb-<job>): " + "; ".join(failed)
 
 

@@ -10,8 +10,9 @@ import pytest
 from bgdb import patroni
 from bgdb.remote import Target
 from checks import ha
+from checks.timers import MAINTENANCE_TIMERS, failed_jobs, timer_problems
 from deploy import ha_config
-from deploy.settings import Data, replica_settings
+from deploy.settings import Data, backup_settings, replica_settings
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -65,3 +66,13 @@ def test_ha_address_on_the_leader_only(member: Target) -> None:
     assert holds == leads, (f"{member.name} {'holds' if holds else 'lacks'} {vip} but "
                             f"{'leads' if leads else 'does not lead'}\n"
                             f"{member.journal('keepalived')}")
+
+
+def test_ha_maintenance_scheduled(member: Target) -> None:
+    """Maintenance timers on every member (whoever leads runs them: partitions ahead, retention)
+    and none failed on its last run"""
+    wrong = timer_problems(member, MAINTENANCE_TIMERS)
+    wrong += failed_jobs(member, backup_settings(Data(member.inv.data)).status_dir,
+                         MAINTENANCE_TIMERS)
+    assert not wrong, "; ".join(wrong) + " (systemctl list-timers 'bgdb-*'; journalctl -u " \
+        "bgdb-<job>)"

@@ -141,6 +141,10 @@ def hba_lines(rendered: str, members: Sequence[Member]) -> list[str]:
     lines = [" ".join(line.split()) for line in rendered.splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     lines += [f"hostssl postgres {REWIND} {m.address}/32 scram-sha-256" for m in members]
+    # Patroni's own replication connection to the local server (use_unix_socket_repl): it
+    # reads a standby's timeline there, and without it cannot tell that a demoted old leader
+    # diverged and needs pg_rewind (it then stays a standby that never streams).
+    lines.append(f"local replication {REPLICATOR} scram-sha-256")
     return lines
 
 
@@ -179,6 +183,10 @@ def patroni_config(pg: PostgresSettings, ha: HaSettings, me: Member, members: Se
             "custom_conf": base_conf_path(pg),
             "pgpass": f"/var/lib/postgresql/{pg.version}-{pg.cluster}.pgpass",
             "use_unix_socket": True,
+            "use_unix_socket_repl": True,
+            # A rewind that fails leaves a data directory that cannot follow the new leader:
+            # Patroni then clones the member afresh instead of waiting for an operator.
+            "remove_data_directory_on_rewind_failure": True,
             "authentication": {
                 "superuser": {"username": "postgres"},  # local socket, peer
                 "replication": {"username": REPLICATOR, "password": passwords[REPLICATOR],

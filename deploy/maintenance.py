@@ -47,9 +47,12 @@ def maintenance_jobs(mt: MaintenanceSettings, bk: BackupSettings, pg: PostgresSe
 
 @deploy("Schedule database maintenance")
 def configure_maintenance(mt: MaintenanceSettings, bk: BackupSettings, pg: PostgresSettings,
-                          app: AppSettings) -> None:
+                          app: AppSettings, after: str | None = None) -> None:
+    """The timers; `after` is the unit that runs PostgreSQL (HA mode: Patroni's). On a standby
+    the job runner skips the run, so in HA mode every member has them and whoever leads runs
+    them (partitions keep being created after a failover)."""
     uploads.sync(name="Upload the maintenance SQL", src=str(jobs.REPO / "sql" / "maintenance"),
                  dest=SQL_DIR, delete=True, mode="0644", dir_mode="0755")
     jobs.install_runner(bk.status_dir)
-    jobs.install_timers(maintenance_jobs(mt, bk, pg, app), after=f"{pg.unit}.service",
+    jobs.install_timers(maintenance_jobs(mt, bk, pg, app), after=after or f"{pg.unit}.service",
                         what="maintenance")

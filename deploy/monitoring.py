@@ -91,8 +91,10 @@ def exporter_targets(inventory: Inventory) -> list[ExporterTarget]:
         data = Data(h.data.dict())
         ex = exporter_settings(data, postgres_settings(data))
         if ex.enabled:
+            ha = ha_settings(data)
             targets.append(ExporterTarget(h.name, f"{exporter.listen_address(ex, _address(h))}:"
-                                          f"{ex.port}", ex.tls, ex.basic_auth_user))
+                                          f"{ex.port}", ex.tls, ex.basic_auth_user,
+                                          sync_required=ha.enabled and ha.synchronous_mode))
     return targets
 
 

@@ -95,6 +95,9 @@ class ExporterTarget:
     address: str  # host:port
     tls: bool
     basic_auth_user: str | None
+    # HA mode with synchronous_mode: a leader must have a synchronous standby (the label the
+    # rule BgdbSyncStandbyMissing selects on; the server alone cannot tell it is required).
+    sync_required: bool = False
 
 
 def exporter_job(targets: list[ExporterTarget], *, with_password: bool) -> dict[str, Any]:
@@ -107,7 +110,9 @@ def exporter_job(targets: list[ExporterTarget], *, with_password: bool) -> dict[
                             "the monitoring host scrapes every exporter alike: set exporter_tls "
                             "and exporter_basic_auth_user the same on every database host")
     job: dict[str, Any] = {"job_name": "bgdb", "static_configs": [
-        {"targets": [t.address], "labels": {"host": t.host}} for t in targets]}
+        {"targets": [t.address],
+         "labels": {"host": t.host, **({"sync_required": "true"} if t.sync_required else {})}}
+        for t in targets]}
     if targets and targets[0].tls:
         job["scheme"] = "https"
         job["tls_config"] = {"ca_file": CA_FILE}

@@ -164,6 +164,7 @@ QUERIES: tuple[QuerySpec, ...] = (
     )),
     QuerySpec("replication", "postgres", "replication.sql", (
         gauge("bgdb_pg_replication_streaming", "1 if the standby is in streaming state."),
+        gauge("bgdb_pg_replication_sync", "1 if commits here wait for the standby (synchronous)."),
         gauge("bgdb_pg_replication_lag_bytes", "WAL written here but not replayed by the standby."),
         gauge("bgdb_pg_replication_replay_lag_seconds", "replay_lag reported for the standby."),
     ), labels=("replica",)),

@@ -95,10 +95,10 @@ $$;
 DROP FUNCTION IF EXISTS bg_agents_monitor.replication();
 CREATE FUNCTION bg_agents_monitor.replication()
 RETURNS TABLE (application_name text, client_addr inet, state text, replay_lsn pg_lsn,
-               replay_lag interval)
+               replay_lag interval, sync_state text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT application_name, client_addr, state, replay_lsn, replay_lag
+    SELECT application_name, client_addr, state, replay_lsn, replay_lag, sync_state
     FROM pg_catalog.pg_stat_replication
 $$;
 

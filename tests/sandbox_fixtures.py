@@ -6,10 +6,11 @@ also when a test fails or the run is interrupted (pytest runs finalizers on Keyb
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -74,11 +75,12 @@ def _claim_lab(base: str = LAB) -> tuple[str, IO[str]]:
     raise RuntimeError("every sandbox test lab is in use by another session")
 
 
-@pytest.fixture(scope="session")
-def sandbox_lab() -> Iterator[sandbox_hosts.Lab]:
-    name, lock = _claim_lab()
+@contextlib.contextmanager
+def booted_lab(base: str, specs: Sequence[sandbox_hosts.HostSpec]) -> Iterator[sandbox_hosts.Lab]:
+    """A lab no other session holds, booted; down afterwards unless BGDB_KEEP_LAB=1."""
+    name, lock = _claim_lab(base)
     try:
-        lab = sandbox_hosts.up(name, sandbox_hosts.default_specs(3))
+        lab = sandbox_hosts.up(name, list(specs))
         try:
             yield lab
         finally:
@@ -86,6 +88,12 @@ def sandbox_lab() -> Iterator[sandbox_hosts.Lab]:
                 sandbox_hosts.down(name)
     finally:
         lock.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_lab() -> Iterator[sandbox_hosts.Lab]:
+    with booted_lab(LAB, sandbox_hosts.default_specs(3)) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="session")

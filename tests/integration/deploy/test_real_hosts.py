@@ -7,34 +7,36 @@ PostgreSQL at the distribution's default major (13, 17), then `bgdb check`. And 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
 import time
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import psycopg
 import pytest
 
-from background_agents.agent_api import AgentClient
-from background_agents.config import AdapterConfig
-from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
-from deploy import secrets
 from deploy.runner import DeployResult, run_deploy
 from sandbox import hosts as sandbox_hosts
-from tests.sandbox_fixtures import KEEP, _claim_lab, admin_dsn
+from tests import lab_helpers
+from tests.lab_helpers import (
+    APP_DB,
+    CONTROLLER,
+    Load,
+    agent_config,
+    agent_load,
+    bouncer_dsn,
+    tally,
+    write_hosts_file,
+)
+from tests.sandbox_fixtures import admin_dsn, booted_lab
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
 DEFAULT_MAJOR = {"11": 13, "13": 17}
 # The only readiness items a fresh deploy may fail: they need evidence host state cannot give.
 # The evidence file is the checkout's: absent in a clean clone, or (after `make demo`) holding
@@ -72,34 +74,24 @@ class RealHost:
 NO_ADMIN = {"11"}
 
 
-def write_hosts_file(lab: sandbox_hosts.Lab, path: Path, admin: bool = True) -> None:
-    """The README's hosts file: an SSH section and the hosts with their own data only."""
-    controller = "10.231.0.1/32"
-    data = {"postgres_allowed_cidrs": [controller], "postgres_monitoring_cidrs": [controller]}
+def hosts_data(admin: bool) -> dict[str, list[str]]:
+    data = {"postgres_allowed_cidrs": [CONTROLLER], "postgres_monitoring_cidrs": [CONTROLLER]}
     if admin:
-        data["postgres_admin_cidrs"] = [controller]
-    path.write_text(json.dumps({
-        "ssh": {"user": sandbox_hosts.ADMIN_USER, "key": lab.ssh_key,
-                "known_hosts": lab.known_hosts},
-        "hosts": [{"name": h.name, "address": h.address, "groups": h.groups, "data": data}
-                  for h in lab.hosts],
-    }, indent=2) + "\n")
+        data["postgres_admin_cidrs"] = [CONTROLLER]
+    return data
 
 
 @pytest.fixture(scope="module")
 def real_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RealHost]]:
     """Both labs booted, then deployed at the same time (two pyinfra runs)."""
-    claimed: list[tuple[str, IO[str]]] = []
-    labs: dict[str, sandbox_hosts.Lab] = {}
-    try:
-        for release in DEFAULT_MAJOR:
-            name, lock = _claim_lab(f"deb{release}")
-            claimed.append((name, lock))
-            labs[release] = sandbox_hosts.up(name, sandbox_hosts.default_specs(1, release))
+    with contextlib.ExitStack() as stack:
+        labs = {release: stack.enter_context(booted_lab(
+                    f"deb{release}", sandbox_hosts.default_specs(1, release)))
+                for release in DEFAULT_MAJOR}
         files = {}
         for release, lab in labs.items():
             files[release] = tmp_path_factory.mktemp(f"deb{release}") / "hosts.json"
-            write_hosts_file(lab, files[release], admin=release not in NO_ADMIN)
+            write_hosts_file(lab, files[release], hosts_data(admin=release not in NO_ADMIN))
         started = time.monotonic()
         with ThreadPoolExecutor(len(labs)) as pool:
             results = dict(zip(labs, pool.map(
@@ -108,11 +100,6 @@ def real_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, R
             print(f"Debian {release}: first deploy {result.describe()}")
         print(f"both first deploys: {time.monotonic() - started:.0f}s")
         yield {r: RealHost(r, labs[r], files[r], results[r]) for r in labs}
-    finally:
-        for name, lock in claimed:
-            if not KEEP:
-                sandbox_hosts.down(name)
-            lock.close()
 
 
 def deployed(real_hosts: dict[str, RealHost], release: str) -> RealHost:
@@ -124,21 +111,8 @@ def deployed(real_hosts: dict[str, RealHost], release: str) -> RealHost:
 
 def bgdb_check(real: RealHost, tmp_path: Path) -> tuple[int, dict[str, str], int]:
     """`bgdb check` against the hosts file: (exit status, {failed check: message}, passed)."""
-    junit, report = tmp_path / "readiness.xml", tmp_path / "readiness.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bgdb", "check", "--", f"--junitxml={junit}",
-         f"--readiness-report={report}"],
-        cwd=REPO, env={**os.environ, **real.env}, capture_output=True, text=True, timeout=600)
-    failed, passed = {}, 0
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        if problem is not None:
-            failed[case.get("name", "?")] = problem.get("message", "")
-        elif case.find("skipped") is None:
-            passed += 1
-    return proc.returncode, failed, passed
+    rc, failed, passed, _ = lab_helpers.bgdb_check(real.env, tmp_path)
+    return rc, failed, passed
 
 
 @pytest.fixture(scope="module")
@@ -199,18 +173,6 @@ def test_uninstallable_version_stops_before_any_change(real_hosts: dict[str, Rea
 # --- a crashed postmaster under load ----------------------------------------------------------
 
 WRITERS = 4
-APP_DB, APP_USER, PGBOUNCER_PORT = "background_agents", "bg_agents_user", 6432
-
-
-def client_config(address: str) -> AdapterConfig:
-    """The seed's variables, through PgBouncer, verify-full."""
-    return AdapterConfig.from_env({
-        "POSTGRESQL_HOST": address, "POSTGRESQL_PORT": str(PGBOUNCER_PORT),
-        "POSTGRESQL_DATABASE": APP_DB, "POSTGRESQL_USER": APP_USER,
-        "POSTGRESQL_PASSWORD": secrets.password(APP_USER),
-        "POSTGRESQL_SSL_MODE": "verify-full",
-        "POSTGRESQL_SSL_ROOT_CERT": str(secrets.secrets_dir() / "ca" / "ca.crt"),
-        "POSTGRESQL_POOL_SIZE": str(WRITERS), "POSTGRESQL_TIMEOUT": "30"})
 
 
 def first_success(dsn: str, since: float, deadline: float) -> float:
@@ -226,39 +188,10 @@ def first_success(dsn: str, since: float, deadline: float) -> float:
     raise AssertionError(f"{dsn.split()[0]} did not answer within the deadline")
 
 
-@dataclass
-class Ack:
-    writer: int
-    seq: int
-    started: float
-    done: float
-
-
-async def crash_under_load(real: RealHost) -> tuple[list[Ack], dict[str, float], str]:
+async def crash_under_load(real: RealHost) -> tuple[Load, dict[str, float]]:
     address = real.host.address
-    pg_dsn = admin_dsn(address, APP_DB)
-    bouncer = client_config(address)
-    bouncer_dsn = psycopg.conninfo.make_conninfo(
-        host=address, port=PGBOUNCER_PORT, dbname=APP_DB, user=APP_USER,
-        password=secrets.password(APP_USER), sslmode="verify-full",
-        sslrootcert=str(secrets.secrets_dir() / "ca" / "ca.crt"))
-    agent_id = f"crash-{uuid.uuid4().hex[:8]}"
-    acks: list[Ack] = []
-    stop = asyncio.Event()
-    async with PostgreSQLAdapter(bouncer) as db:
-        client = AgentClient(db, agent_id, agent_type="crash-test")
-        await client.register()
-
-        async def writer(n: int) -> None:
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                started = time.time()
-                await client.log_event("crash_probe", {"writer": n, "seq": seq})
-                acks.append(Ack(n, seq, started, time.time()))
-
-        tasks = [asyncio.create_task(writer(n)) for n in range(WRITERS)]
-        await asyncio.sleep(2.0)  # steady load first
+    pg_dsn, pooled_dsn = admin_dsn(address, APP_DB), bouncer_dsn(address)
+    async with agent_load(agent_config(address, WRITERS, timeout=30), "crash", WRITERS) as load:
         pid_file = f"/var/lib/postgresql/{DEFAULT_MAJOR[real.release]}/main/postmaster.pid"
         killed = await asyncio.to_thread(
             real.ssh, f"sudo -n sh -c 'date +%s.%N; kill -9 $(head -1 {pid_file})'")
@@ -267,19 +200,14 @@ async def crash_under_load(real: RealHost) -> tuple[list[Ack], dict[str, float],
         deadline = t0 + 60
         pg_back, bouncer_back = await asyncio.gather(
             asyncio.to_thread(first_success, pg_dsn, t0, deadline),
-            asyncio.to_thread(first_success, bouncer_dsn, t0, deadline))
-        while time.time() < deadline and not any(a.started > t0 for a in acks):
+            asyncio.to_thread(first_success, pooled_dsn, t0, deadline))
+        while time.time() < deadline and not any(a.started > t0 for a in load.acks):
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)  # writes go on after the crash
-        stop.set()
-        await asyncio.gather(*tasks)
-    # Backends outlive their postmaster for a moment (and may commit), so the outage is the
-    # longest pause between two acknowledgements after the kill.
-    done = sorted([t0] + [a.done for a in acks if a.done >= t0])
-    gap_start, gap_end = max(zip(done, done[1:], strict=False), key=lambda g: g[1] - g[0])
-    times = {"client_writes_stop": gap_start - t0, "postgres_accepting": pg_back,
-             "pgbouncer_accepting": bouncer_back, "client_writes_resume": gap_end - t0}
-    return acks, times, agent_id
+    stop_s, resume_s = load.pause_after(t0)
+    times = {"client_writes_stop": stop_s, "postgres_accepting": pg_back,
+             "pgbouncer_accepting": bouncer_back, "client_writes_resume": resume_s}
+    return load, times
 
 
 def test_postmaster_kill_heals_under_load(real_hosts: dict[str, RealHost]) -> None:
@@ -287,20 +215,14 @@ def test_postmaster_kill_heals_under_load(real_hosts: dict[str, RealHost]) -> No
     cluster, PgBouncer logs in again within 2 s, the client's retries carry the writes over:
     every acknowledged row is there once, none twice."""
     real = deployed(real_hosts, "13")
-    acks, times, agent_id = asyncio.run(crash_under_load(real))
+    load, times = asyncio.run(crash_under_load(real))
     print("crash timeline (s after kill -9): " +
-          ", ".join(f"{k} {v:+.2f}" for k, v in times.items()) + f"; {len(acks)} acked writes")
-    with psycopg.connect(admin_dsn(real.host.address, APP_DB)) as conn:
-        rows = conn.execute(
-            "SELECT (event_data->>'writer')::int, (event_data->>'seq')::int, count(*) "
-            "FROM system_events WHERE agent_id = %s GROUP BY 1, 2", [agent_id]).fetchall()
-        conn.execute("DELETE FROM system_events WHERE agent_id = %s", [agent_id])
-        conn.execute("DELETE FROM agents WHERE agent_id = %s", [agent_id])
-    stored = {(w, s): c for w, s, c in rows}
-    lost = [(a.writer, a.seq) for a in acks if (a.writer, a.seq) not in stored]
-    duplicated = {k: c for k, c in stored.items() if c > 1}
-    assert not lost, f"{len(lost)} acknowledged rows lost: {lost[:10]}"
-    assert not duplicated, f"rows stored more than once: {duplicated}"
+          ", ".join(f"{k} {v:+.2f}" for k, v in times.items()) +
+          f"; {len(load.acks)} acked writes")
+    found = tally(real.host.address, load.agent_id, load.acks, delete=True)
+    assert not load.failures, f"writers failed: {load.failures[:3]}"
+    assert not found.lost, f"{len(found.lost)} acknowledged rows lost: {found.lost[:10]}"
+    assert not found.duplicated, f"rows stored more than once: {found.duplicated}"
     assert times["postgres_accepting"] < times["client_writes_resume"] < 30, times
     lag = times["pgbouncer_accepting"] - times["postgres_accepting"]
     assert lag <= 2.0, f"PgBouncer accepted logins {lag:.1f}s after PostgreSQL: {times}"

@@ -196,6 +196,8 @@ def test_exporter_reports_roles_lag_and_slots(lab: Deployed) -> None:
     for short in ("rep1", "rep2"):
         slot = replication_slot_name(host(lab, short).name)
         assert metric(on_primary, "bgdb_pg_replication_streaming", replica=slot) == 1
+        # the streaming-replica layout replicates asynchronously (HA mode: Patroni's sync standby)
+        assert metric(on_primary, "bgdb_pg_replication_sync", replica=slot) == 0
         lag_bytes = metric(on_primary, "bgdb_pg_replication_lag_bytes", replica=slot)
         assert lag_bytes is not None and lag_bytes < 1 << 20, f"{short}: {lag_bytes} bytes"
         assert metric(on_primary, "bgdb_pg_replication_slot_active", slot=slot,

@@ -15,8 +15,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +23,23 @@ from typing import Any
 import psycopg
 import pytest
 
-from background_agents.agent_api import AgentClient
-from background_agents.config import AdapterConfig
-from background_agents.coordination.postgresql_adapter import PostgreSQLAdapter
 from bgdb import patroni
-from deploy import secrets
 from deploy.runner import DeployResult, run_deploy
 from sandbox import hosts as sandbox_hosts
 from sandbox import network, paths
-from tests.sandbox_fixtures import KEEP, _claim_lab, admin_dsn
+from tests.lab_helpers import (
+    CONTROLLER,
+    Ack,
+    Load,
+    agent_config,
+    agent_load,
+    bgdb_check,
+    bouncer_dsn,
+    tally,
+    wait_for,
+    write_hosts_file,
+)
+from tests.sandbox_fixtures import admin_dsn, booted_lab
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +47,7 @@ REPO = Path(__file__).resolve().parents[3]
 SPECS = [sandbox_hosts.HostSpec("db1", ("postgres_primary",)),
          sandbox_hosts.HostSpec("db2", ("postgres_replicas",)),
          sandbox_hosts.HostSpec("db3", ("postgres_replicas",))]
-CONTROLLER = "10.231.0.1/32"
-REST_PORT, PGBOUNCER_PORT = 8008, 6432
-APP_DB, APP_USER = "background_agents", "bg_agents_user"
+REST_PORT = 8008
 WRITERS = 4
 # Fresh-deploy readiness items that need evidence no host state gives (test_real_hosts.py).
 EVIDENCE_ITEMS = ("test_load_tested",)
@@ -92,37 +96,20 @@ class Cluster:
                      if m.get("role") == "leader" and m.get("state") == "running"), None)
 
 
-def write_hosts_file(lab: sandbox_hosts.Lab, path: Path, vip: str) -> None:
-    data = {"postgres_allowed_cidrs": [CONTROLLER], "postgres_monitoring_cidrs": [CONTROLLER],
-            "postgres_admin_cidrs": [CONTROLLER], "postgres_ha": True, "postgres_ha_vip": vip}
-    path.write_text(json.dumps({
-        "ssh": {"user": sandbox_hosts.ADMIN_USER, "key": lab.ssh_key,
-                "known_hosts": lab.known_hosts},
-        "hosts": [{"name": h.name, "address": h.address, "groups": h.groups, "data": data}
-                  for h in lab.hosts],
-    }, indent=2) + "\n")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    name, lock = _claim_lab("ha")
-    try:
-        started = time.monotonic()
-        lab = sandbox_hosts.up(name, SPECS)
-        try:
-            # The lab's last address is free: the agents' one address.
-            vip = str(paths.host_address(lab.index, paths.HOSTS_PER_LAB - 1))
-            hosts_file = tmp_path_factory.mktemp("ha") / "hosts.json"
-            write_hosts_file(lab, hosts_file, vip)
-            first = run_deploy({"BGDB_HOSTS_FILE": str(hosts_file)})
-            print(f"\nlab {name} up and deployed in {time.monotonic() - started:.0f}s: "
-                  f"{first.describe()}")
-            yield Cluster(lab, hosts_file, vip, first)
-        finally:
-            if not KEEP:
-                sandbox_hosts.down(name)
-    finally:
-        lock.close()
+    started = time.monotonic()
+    with booted_lab("ha", SPECS) as lab:
+        # The lab's last address is free: the agents' one address.
+        vip = str(paths.host_address(lab.index, paths.HOSTS_PER_LAB - 1))
+        hosts_file = tmp_path_factory.mktemp("ha") / "hosts.json"
+        write_hosts_file(lab, hosts_file, {
+            "postgres_allowed_cidrs": [CONTROLLER], "postgres_monitoring_cidrs": [CONTROLLER],
+            "postgres_admin_cidrs": [CONTROLLER], "postgres_ha": True, "postgres_ha_vip": vip})
+        first = run_deploy({"BGDB_HOSTS_FILE": str(hosts_file)})
+        print(f"\nlab {lab.name} up and deployed in {time.monotonic() - started:.0f}s: "
+              f"{first.describe()}")
+        yield Cluster(lab, hosts_file, vip, first)
 
 
 def deployed(cluster: Cluster) -> Cluster:
@@ -131,30 +118,9 @@ def deployed(cluster: Cluster) -> Cluster:
     return cluster
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
 def vip_holders(cluster: Cluster) -> list[str]:
     return [h.name for h in cluster.lab.hosts
             if f" {cluster.vip}/" in cluster.ssh(h.name, "ip -o -4 addr show")]
-
-
-def client_config(address: str) -> AdapterConfig:
-    """The seed's variables: the one address, PgBouncer's port, verify-full."""
-    return AdapterConfig.from_env({
-        "POSTGRESQL_HOST": address, "POSTGRESQL_PORT": str(PGBOUNCER_PORT),
-        "POSTGRESQL_DATABASE": APP_DB, "POSTGRESQL_USER": APP_USER,
-        "POSTGRESQL_PASSWORD": secrets.password(APP_USER),
-        "POSTGRESQL_SSL_MODE": "verify-full",
-        "POSTGRESQL_SSL_ROOT_CERT": str(secrets.secrets_dir() / "ca" / "ca.crt"),
-        # Long enough to ride out an election that waits for a vanished leader's key (ttl 15 s)
-        "POSTGRESQL_POOL_SIZE": str(WRITERS), "POSTGRESQL_TIMEOUT": "60"})
 
 
 def no_changes(cluster: Cluster) -> DeployResult:
@@ -174,11 +140,7 @@ def test_cluster_formed(cluster: Cluster) -> None:
     assert all(m["state"] in ("running", "streaming") for m in members.values()), members
     assert members[cluster.lab.hosts[0].name]["role"] == "leader"
     assert vip_holders(cluster) == [cluster.lab.hosts[0].name]
-    dsn = psycopg.conninfo.make_conninfo(
-        host=cluster.vip, port=PGBOUNCER_PORT, dbname=APP_DB, user=APP_USER,
-        password=secrets.password(APP_USER), sslmode="verify-full",
-        sslrootcert=str(secrets.secrets_dir() / "ca" / "ca.crt"))
-    with psycopg.connect(dsn, prepare_threshold=None) as conn:
+    with psycopg.connect(bouncer_dsn(cluster.vip), prepare_threshold=None) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
     # etcd's metrics listener, which Prometheus's etcd job scrapes (the quorum alerts)
     for h in cluster.lab.hosts:
@@ -189,13 +151,6 @@ def test_cluster_formed(cluster: Cluster) -> None:
 def test_second_deploy_changes_nothing(cluster: Cluster) -> None:
     again = no_changes(deployed(cluster))
     print(f"second deploy: {again.describe()}")
-
-
-@dataclass
-class Ack:
-    writer: int
-    seq: int
-    done: float
 
 
 @dataclass
@@ -218,23 +173,9 @@ class Outage:
 
 
 async def _under_load(cluster: Cluster, old: str, event: Callable[[], float]
-                      ) -> tuple[list[Ack], float, float, str | None, list[BaseException], str]:
-    agent_id = f"ha-{uuid.uuid4().hex[:8]}"
-    acks: list[Ack] = []
-    stop = asyncio.Event()
-    async with PostgreSQLAdapter(client_config(cluster.vip)) as db:
-        client = AgentClient(db, agent_id, agent_type="ha-test")
-        await client.register()
-
-        async def writer(n: int) -> None:
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                await client.log_event("ha_probe", {"writer": n, "seq": seq})
-                acks.append(Ack(n, seq, time.time()))
-
-        tasks = [asyncio.create_task(writer(n)) for n in range(WRITERS)]
-        await asyncio.sleep(2.0)  # steady load first
+                      ) -> tuple[Load, float, float, str | None]:
+    # Long enough to ride out an election that waits for a vanished leader's key (ttl 15 s)
+    async with agent_load(agent_config(cluster.vip, WRITERS, timeout=60), "ha", WRITERS) as load:
         t0 = await asyncio.to_thread(event)
         new = None
         while time.time() < t0 + 60:
@@ -243,13 +184,10 @@ async def _under_load(cluster: Cluster, old: str, event: Callable[[], float]
                 break
             await asyncio.sleep(0.1)
         t_leader = time.time() - t0
-        while time.time() < t0 + 60 and not any(a.done > t0 + t_leader for a in acks):
+        while time.time() < t0 + 60 and not any(a.done > t0 + t_leader for a in load.acks):
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # writes go on through the same address
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    return (acks, t0, t_leader, new, [r for r in results if isinstance(r, BaseException)],
-            agent_id)
+    return load, t0, t_leader, new
 
 
 def under_load(cluster: Cluster, event: Callable[[str], float]) -> Outage:
@@ -257,23 +195,11 @@ def under_load(cluster: Cluster, event: Callable[[str], float]) -> Outage:
     when (wall clock: the hosts share this machine's) it struck."""
     old = cluster.leader()
     assert old is not None, cluster.view()
-    acks, t0, t_leader, new, failures, agent_id = asyncio.run(
-        _under_load(cluster, old, lambda: event(old)))
-    done = sorted([t0] + [a.done for a in acks if a.done >= t0])
-    gap_start, gap_end = max(zip(done, done[1:], strict=False), key=lambda g: g[1] - g[0])
-    stored = count_rows(cluster, new or old, agent_id)
-    lost = [(a.writer, a.seq) for a in acks if (a.writer, a.seq) not in stored]
-    duplicated = {k: c for k, c in stored.items() if c > 1}
-    return Outage(old, new, t_leader, gap_start - t0, gap_end - t0, acks, len(lost),
-                  len(duplicated), failures)
-
-
-def count_rows(cluster: Cluster, leader: str, agent_id: str) -> dict[tuple[int, int], int]:
-    with psycopg.connect(admin_dsn(cluster.host(leader).address, APP_DB)) as conn:
-        rows = conn.execute(
-            "SELECT (event_data->>'writer')::int, (event_data->>'seq')::int, count(*) "
-            "FROM system_events WHERE agent_id = %s GROUP BY 1, 2", [agent_id]).fetchall()
-    return {(w, s): c for w, s, c in rows}
+    load, t0, t_leader, new = asyncio.run(_under_load(cluster, old, lambda: event(old)))
+    stop_s, resume_s = load.pause_after(t0)
+    found = tally(cluster.host(new or old).address, load.agent_id, load.acks, delete=True)
+    return Outage(old, new, t_leader, stop_s, resume_s, load.acks, len(found.lost),
+                  len(found.duplicated), load.failures)
 
 
 # The issue's bound: a new leader within 30 s. Writes must resume through the same address
@@ -455,24 +381,50 @@ def test_planned_switchover_under_load(cluster: Cluster) -> None:
     no_changes(cluster)
 
 
+def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
+    """Each HA readiness check fails with its message when its part is broken: Patroni stopped
+    on both replicas (members, sync standby), etcd stopped on one, the agents' address taken
+    off the leader, a maintenance timer disabled; all restored, the cluster whole again."""
+    cluster = deployed(cluster)
+    leader = cluster.leader()
+    assert leader is not None
+    a, b = sorted(h.name for h in cluster.lab.hosts if h.name != leader)
+    unit = cluster.ssh(a, "systemctl list-units --plain --no-legend 'patroni@*' | cut -d' ' -f1")
+    vip = f"{cluster.vip}/24 dev eth0"
+    breaks = [(a, f"systemctl stop {unit}; systemctl disable --now bgdb-maintenance-daily.timer"),
+              (b, f"systemctl stop {unit} etcd"), (leader, f"ip addr del {vip}")]
+    restores = [(leader, f"ip addr add {vip}"), (b, f"systemctl start etcd {unit}"),
+                (a, f"systemctl start {unit}; systemctl enable --now "
+                    "bgdb-maintenance-daily.timer")]
+    try:
+        for name, command in breaks:
+            cluster.ssh(name, command)
+        code, failed, _, output = bgdb_check(cluster.env, tmp_path, "-k", "test_ha_")
+    finally:
+        for name, command in restores:
+            cluster.ssh(name, command)
+    expected = {
+        "test_ha_one_leader_all_members_running[cluster]": "members",  # not running, or gone
+        "test_ha_sync_standby_present[cluster]": "no synchronous standby",
+        f"test_ha_etcd_healthy_with_quorum[{leader}]": "etcd members unhealthy (2 of 3 healthy)",
+        f"test_ha_address_on_the_leader_only[{leader}]": f"{leader} lacks {cluster.vip} but leads",
+        f"test_ha_maintenance_scheduled[{a}]": "bgdb-maintenance-daily.timer is not enabled",
+    }
+    print("HA checks on the broken cluster: " + "; ".join(f"{n}: {m}" for n, m in failed.items()))
+    assert code == 1, output[-3000:]
+    for name, message in expected.items():
+        assert name in failed, f"{name} did not fail: {sorted(failed)}\n{output[-3000:]}"
+        assert message in failed[name], f"{name}: {failed[name]}"
+    wait_for("the cluster whole again", lambda: len([
+        m for m in cluster.view().get("members", [])
+        if m.get("state") in ("running", "streaming")]) == 3 and any(
+        m.get("role") == "sync_standby" for m in cluster.view().get("members", [])), 90)
+
+
 def test_checks_green_after_the_failovers(cluster: Cluster, tmp_path: Path) -> None:
     """`bgdb check` finds the leader through Patroni: green but for the load-test evidence."""
-    junit, report = tmp_path / "readiness.xml", tmp_path / "readiness.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bgdb", "check", "--", f"--junitxml={junit}",
-         f"--readiness-report={report}"],
-        cwd=REPO, env={**os.environ, **cluster.env}, capture_output=True,
-        text=True, timeout=600)
-    failed, passed = {}, 0
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        if problem is not None:
-            failed[case.get("name", "?")] = problem.get("message", "")
-        elif case.find("skipped") is None:
-            passed += 1
+    _, failed, passed, output = bgdb_check(cluster.env, tmp_path)
     unexpected = {n: m for n, m in failed.items() if not n.startswith(EVIDENCE_ITEMS)}
     print(f"bgdb check: {passed} passed, failed {sorted(failed)}")
-    assert not unexpected, f"readiness checks failed: {unexpected}\n{proc.stdout[-3000:]}"
+    assert not unexpected, f"readiness checks failed: {unexpected}\n{output[-3000:]}"
     assert passed >= 100, f"only {passed} checks passed"

@@ -102,6 +102,10 @@ def test_patroni_gets_the_deploys_own_server_settings() -> None:
     assert lines[0] == "local all postgres peer"
     assert "hostssl replication bgdb_replicator 10.0.0.2/32 scram-sha-256" in lines
     assert "hostssl postgres bgdb_rewind 10.0.0.3/32 scram-sha-256" in lines
+    # Patroni reads a standby's timeline over its local replication connection (the socket):
+    # without this line a demoted old leader is never found diverged and never rewound.
+    assert parsed["postgresql"]["use_unix_socket_repl"] is True
+    assert lines[-1] == "local replication bgdb_replicator scram-sha-256"
     assert not any(" trust" in line or " md5" in line for line in lines)
     assert parsed["etcd3"]["hosts"] == ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
     assert parsed["etcd3"]["protocol"] == "https"
