@@ -78,3 +78,17 @@ def etcd_problem(lines: list[str], members: int) -> str | None:
     if sick or len(healthy) < members:
         return f"etcd members unhealthy ({len(healthy)} of {members} healthy): {sick}"
     return None
+
+
+def readonly_problem(view: dict[str, Any] | None, vip: str, holders: list[str]) -> str | None:
+    """The read-only address on exactly one member: a running replica when there is one (the
+    leader may hold it only when none runs)."""
+    if len(holders) != 1:
+        return (f"{len(holders)} members hold the read-only address {vip} "
+                f"({', '.join(holders) or 'none'}): expected exactly one")
+    replicas = [m["name"] for m in (view or {}).get("members", [])
+                if m.get("role") != "leader" and m.get("state") in RUNNING]
+    if replicas and holders[0] not in replicas:
+        return (f"{holders[0]} holds the read-only address {vip}, not a running replica "
+                f"({', '.join(replicas)})")
+    return None

@@ -68,6 +68,17 @@ def test_ha_address_on_the_leader_only(member: Target) -> None:
                             f"{member.journal('keepalived')}")
 
 
+def test_ha_readonly_address_on_a_replica(cluster_via: Target) -> None:
+    """The read-only address (postgres_ha_readonly_vip) is on one member, a replica"""
+    vip = patroni.settings(cluster_via.inv).readonly_vip
+    if vip is None:
+        pytest.skip("no postgres_ha_readonly_vip set")
+    holders = [t.name for t in ha.members()
+               if f" {vip}/" in t.host.run("ip -o -4 addr show").stdout]
+    problem = ha.readonly_problem(ha.cluster(), vip, holders)
+    assert problem is None, problem
+
+
 def test_ha_maintenance_scheduled(member: Target) -> None:
     """Maintenance timers on every member (whoever leads runs them: partitions ahead, retention)
     and none failed on its last run"""

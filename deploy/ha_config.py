@@ -60,8 +60,15 @@ def slot_name(member: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in member.lower())
 
 
-def etcd_endpoints(ha: HaSettings, members: Sequence[Member]) -> list[str]:
-    return [f"{m.address}:{ha.etcd_client_port}" for m in members]
+def etcd_endpoints(ha: HaSettings, me: Member, members: Sequence[Member]) -> list[str]:
+    """The etcd members Patroni on `me` talks to: the others, never its own. etcd serves reads
+    without quorum, so a member cut off from the rest still answers, with the view it had
+    when the cut came: Patroni (before 4.0.6) then found its own, expired, leader key there and
+    promoted itself again while isolated, on a timeline number the new leader also took, and
+    the two histories could never be joined (the member never streamed again). A member that
+    reaches no other etcd member cannot lead anyway; while one other answers, the local member
+    still counts for its quorum."""
+    return [f"{m.address}:{ha.etcd_client_port}" for m in members if m.name != me.name]
 
 
 def etcd_env(ha: HaSettings, me: Member, members: Sequence[Member]) -> str:
@@ -164,7 +171,10 @@ def patroni_config(pg: PostgresSettings, ha: HaSettings, me: Member, members: Se
         },
         "ctl": {"cacert": CA},
         "etcd3": {
-            "hosts": etcd_endpoints(ha, members),
+            "hosts": etcd_endpoints(ha, me, members),
+            # exactly those hosts: no discovery of the cluster's members (which would add the
+            # local one back)
+            "use_proxies": True,
             "protocol": "https",
             "cacert": CA,
             "cert": f"{PATRONI_DIR}/etcd-client.crt",
@@ -216,11 +226,45 @@ def router_id(scope: str) -> int:
 def keepalived_conf(ha: HaSettings, me: Member, members: Sequence[Member]) -> str:
     """The agents' address follows the leader: only a member whose Patroni answers /primary
     with 200 is not in FAULT, so only the leader holds the address (vip-manager's model with
-    Debian's keepalived; see README "High availability")."""
+    Debian's keepalived; see README "High availability"). The read-only address (if set) is
+    held by a member that answers /read-only (leader or running replica), a replica first: one
+    answering /replica bids 50 higher."""
     peers = "\n".join(f"    {m.address}" for m in members if m.name != me.name)
-    check = (f"/usr/bin/curl -sf -o /dev/null --max-time 1 "
-             f"http://{me.address}:{ha.rest_port}/primary")
-    return f"""# Managed by background-agents-db (deploy/ha.py)
+
+    def check(name: str, path: str, weight: int = 0) -> str:
+        url = f"http://{me.address}:{ha.rest_port}/{path}"
+        return f"""vrrp_script {name} {{
+  script "/usr/bin/curl -sf -o /dev/null --max-time 1 {url}"
+  interval 1
+  timeout 2
+  fall 1
+  rise 1{f"{chr(10)}  weight {weight}" if weight else ""}
+}}
+"""
+
+    def instance(name: str, router: int, address: str, scripts: Sequence[str]) -> str:
+        tracked = "\n".join(f"    {s}" for s in scripts)
+        return f"""
+vrrp_instance {name} {{
+  state BACKUP
+  interface {ha.vip_interface}
+  virtual_router_id {router}
+  priority 100
+  advert_int 0.5
+  unicast_src_ip {me.address}
+  unicast_peer {{
+{peers}
+  }}
+  virtual_ipaddress {{
+    {address}/{ha.vip_prefix} dev {ha.vip_interface}
+  }}
+  track_script {{
+{tracked}
+  }}
+}}
+"""
+
+    text = f"""# Managed by background-agents-db (deploy/ha.py)
 global_defs {{
   router_id {me.name}
   script_user root
@@ -230,32 +274,13 @@ global_defs {{
   vrrp_version 3
 }}
 
-vrrp_script bgdb_leader {{
-  script "{check}"
-  interval 1
-  timeout 2
-  fall 1
-  rise 1
-}}
-
-vrrp_instance bgdb_{ha.scope} {{
-  state BACKUP
-  interface {ha.vip_interface}
-  virtual_router_id {router_id(ha.scope)}
-  priority 100
-  advert_int 0.5
-  unicast_src_ip {me.address}
-  unicast_peer {{
-{peers}
-  }}
-  virtual_ipaddress {{
-    {ha.vip}/{ha.vip_prefix} dev {ha.vip_interface}
-  }}
-  track_script {{
-    bgdb_leader
-  }}
-}}
-"""
+{check("bgdb_leader", "primary")}{instance(f"bgdb_{ha.scope}", router_id(ha.scope), str(ha.vip),
+                                           ["bgdb_leader"])}"""
+    if ha.readonly_vip:
+        text += "\n" + check("bgdb_readable", "read-only") + check("bgdb_replica", "replica", 50)
+        text += instance(f"bgdb_{ha.scope}_ro", router_id(f"{ha.scope}-ro"), ha.readonly_vip,
+                         ["bgdb_readable", "bgdb_replica"])
+    return text
 
 
 BASE_CONF = """# Managed by background-agents-db: Patroni's postgresql.conf includes it first.

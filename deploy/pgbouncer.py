@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from io import StringIO
 from pathlib import Path
 from typing import NamedTuple
@@ -84,10 +84,10 @@ def supports_prepared_statements(package_version: str) -> bool:
 
 
 def render_ini(bouncer: PgBouncerSettings, pg: PostgresSettings, service_address: str,
-               prepared_statements: bool = False, vip: str | None = None) -> str:
-    """prepared_statements: the host's PgBouncer knows max_prepared_statements (1.21+); vip:
-    HA mode's floating address, which the leader holds (deploy/ha.py)."""
-    listen = listen_addresses(bouncer, service_address) + ([vip] if vip else [])
+               prepared_statements: bool = False, floating: Sequence[str] = ()) -> str:
+    """prepared_statements: the host's PgBouncer knows max_prepared_statements (1.21+);
+    floating: HA mode's floating addresses, which a member may hold (deploy/ha.py)."""
+    listen = listen_addresses(bouncer, service_address) + list(floating)
     return render("pgbouncer.ini.j2", bouncer=bouncer, pg=pg, tls=tls_files(pg),
                   listen=listen, auth_file=AUTH_FILE,
                   max_prepared=bouncer.max_prepared_statements if prepared_statements else 0)
@@ -199,8 +199,8 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
 
     # From the package apt installs (its candidate): 1.18 would refuse an unknown key.
     candidate = host.get_fact(hostfacts.AptCandidate, package="pgbouncer")
-    vip = ha_settings(Data(host.data.dict())).vip if pg.ha else None
-    ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate), vip)
+    floating = ha_settings(Data(host.data.dict())).floating if pg.ha else []
+    ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate), floating)
     restart_needed = restart_settings(host.get_fact(FileContents, path=INI)) != \
         restart_settings(ini.splitlines())
     unit = uploads.put(name="Install the PgBouncer unit drop-in (file limit, restart on failure)",

@@ -172,10 +172,10 @@ def server_certificate(pg: PostgresSettings, address: str) -> certs.ServerCert:
         return certs.ServerCert(pg.ssl_files.cert.read_text(), pg.ssl_files.key.read_text(),
                                 pg.ssl_files.ca.read_text())
     hostname = host.get_fact(Hostname) or host.name
-    # HA mode: every member may serve the agents' floating address (deploy/ha.py).
-    vip = ha_settings(Data(host.data.dict())).vip if pg.ha else None
+    # HA mode: every member may serve the floating addresses (deploy/ha.py).
+    floating = ha_settings(Data(host.data.dict())).floating if pg.ha else []
     return certs.server_cert(host.name, [hostname, host.name, "localhost"],
-                             [address, "127.0.0.1", *([vip] if vip else [])])
+                             [address, "127.0.0.1", *floating])
 
 
 def run_server(pg: PostgresSettings, changed: list[Any], replication_peers: list[str]) -> None:

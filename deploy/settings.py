@@ -753,6 +753,7 @@ def check_replication_topology(hosts: Sequence[tuple[str, Sequence[str]]]) -> No
 class HaSettings:
     enabled: bool
     vip: str | None  # the agents' one address, on the leader
+    readonly_vip: str | None  # read-only clients' address: on a replica (the leader if none)
     vip_prefix: int
     vip_interface: str
     scope: str  # Patroni's cluster name
@@ -766,11 +767,18 @@ class HaSettings:
     etcd_client_port: int
     etcd_peer_port: int
 
+    @property
+    def floating(self) -> list[str]:
+        """The floating addresses every member may hold (PgBouncer listens on them, the
+        certificates name them)."""
+        return [a for a in (self.vip, self.readonly_vip) if a]
+
 
 def ha_settings(data: Data) -> HaSettings:
     ha = HaSettings(
         enabled=data.get("postgres_ha"),
         vip=data.get("postgres_ha_vip"),
+        readonly_vip=data.get("postgres_ha_readonly_vip"),
         vip_prefix=data.get("postgres_ha_vip_prefix"),
         vip_interface=data.get("postgres_ha_vip_interface"),
         scope=data.get("postgres_ha_scope"),
@@ -786,6 +794,9 @@ def ha_settings(data: Data) -> HaSettings:
     )
     if ha.enabled and ha.vip is None:
         raise SettingsError("postgres_ha_vip", None, "HA mode needs the agents' floating address")
+    if ha.readonly_vip is not None and ha.readonly_vip == ha.vip:
+        raise SettingsError("postgres_ha_readonly_vip", ha.readonly_vip,
+                            "must differ from postgres_ha_vip (the leader's address)")
     if ha.ttl < ha.loop_wait + 2 * ha.retry_timeout:
         # Patroni's own rule: a leader must get to renew its key before it expires.
         raise SettingsError("postgres_ha_ttl", ha.ttl, "expected >= postgres_ha_loop_wait + 2 x "
@@ -810,13 +821,16 @@ def check_ha_topology(hosts: Sequence[tuple[str, Sequence[str], HaSettings, str]
                             f"(postgres_primary + postgres_replicas), not {len(members)}")
     first = members[0][1]
     for name, ha, _ in members:
-        for key in ("vip", "scope", "rest_port", "etcd_client_port", "etcd_peer_port"):
+        for key in ("vip", "readonly_vip", "scope", "rest_port", "etcd_client_port",
+                    "etcd_peer_port"):
             if getattr(ha, key) != getattr(first, key):
                 raise SettingsError(f"postgres_ha_{key}", getattr(ha, key), "must be the same on "
                                     f"every member ({name} differs from {members[0][0]})")
     taken = {a: n for n, _, a in members}
-    if first.vip in taken:
-        raise SettingsError("postgres_ha_vip", first.vip, f"is {taken[first.vip]}'s own address")
+    for key, address in (("vip", first.vip), ("readonly_vip", first.readonly_vip)):
+        if address in taken:
+            raise SettingsError(f"postgres_ha_{key}", address,
+                                f"is {taken[address]}'s own address")
 
 
 # --- readiness evidence: the load test and the restore drill (checks/evidence.py) ------------

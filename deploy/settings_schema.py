@@ -372,7 +372,11 @@ KEYS_LIST: tuple[Key, ...] = (
     Key("postgres_ha_vip", Address(), None, H, "the agents' one address (POSTGRESQL_HOST): "
         "held by the leader (keepalived, checking Patroni's /primary), answered by its PgBouncer; "
         "required in HA mode, free on the hosts' network"),
-    Key("postgres_ha_vip_prefix", Int(8, 32), 24, H, "prefix length of postgres_ha_vip"),
+    Key("postgres_ha_readonly_vip", Address(), None, H, "read-only clients' address "
+        "(dashboards, reports as bg_agents_readonly): held by a replica whose Patroni answers "
+        "/replica, by the leader when no replica runs; unset: none"),
+    Key("postgres_ha_vip_prefix", Int(8, 32), 24, H, "prefix length of postgres_ha_vip and "
+        "postgres_ha_readonly_vip"),
     Key("postgres_ha_vip_interface", Pattern(r"^[A-Za-z0-9_.-]{1,15}$", "expected a network "
         "interface name"), "eth0", H, "the interface that carries postgres_ha_vip"),
     Key("postgres_ha_scope", Ident(), "bgdb", H, "Patroni's cluster name (scope), its key "

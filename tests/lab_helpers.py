@@ -54,11 +54,11 @@ def agent_config(address: str, pool_size: int, timeout: int) -> AdapterConfig:
         "POSTGRESQL_POOL_SIZE": str(pool_size), "POSTGRESQL_TIMEOUT": str(timeout)})
 
 
-def bouncer_dsn(address: str) -> str:
-    """The application role through PgBouncer, as a plain DSN."""
+def bouncer_dsn(address: str, user: str = APP_USER) -> str:
+    """A role (the application's by default) through PgBouncer, as a plain DSN."""
     return psycopg.conninfo.make_conninfo(
-        host=address, port=PGBOUNCER_PORT, dbname=APP_DB, user=APP_USER,
-        password=secrets.password(APP_USER), sslmode="verify-full",
+        host=address, port=PGBOUNCER_PORT, dbname=APP_DB, user=user,
+        password=secrets.password(user), sslmode="verify-full",
         sslrootcert=str(secrets.secrets_dir() / "ca" / "ca.crt"))
 
 

@@ -58,6 +58,7 @@ class Cluster:
     lab: sandbox_hosts.Lab
     hosts_file: Path
     vip: str
+    readonly_vip: str
     first: DeployResult
 
     @property
@@ -100,16 +101,18 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = time.monotonic()
     with booted_lab("ha", SPECS) as lab:
-        # The lab's last address is free: the agents' one address.
-        vip = str(paths.host_address(lab.index, paths.HOSTS_PER_LAB - 1))
+        # The lab's last two addresses are free: the agents' one, the read-only one.
+        vip, readonly_vip = (str(paths.host_address(lab.index, paths.HOSTS_PER_LAB - i))
+                             for i in (1, 2))
         hosts_file = tmp_path_factory.mktemp("ha") / "hosts.json"
         write_hosts_file(lab, hosts_file, {
             "postgres_allowed_cidrs": [CONTROLLER], "postgres_monitoring_cidrs": [CONTROLLER],
-            "postgres_admin_cidrs": [CONTROLLER], "postgres_ha": True, "postgres_ha_vip": vip})
+            "postgres_admin_cidrs": [CONTROLLER], "postgres_ha": True, "postgres_ha_vip": vip,
+            "postgres_ha_readonly_vip": readonly_vip})
         first = run_deploy({"BGDB_HOSTS_FILE": str(hosts_file)})
         print(f"\nlab {lab.name} up and deployed in {time.monotonic() - started:.0f}s: "
               f"{first.describe()}")
-        yield Cluster(lab, hosts_file, vip, first)
+        yield Cluster(lab, hosts_file, vip, readonly_vip, first)
 
 
 def deployed(cluster: Cluster) -> Cluster:
@@ -118,9 +121,9 @@ def deployed(cluster: Cluster) -> Cluster:
     return cluster
 
 
-def vip_holders(cluster: Cluster) -> list[str]:
+def vip_holders(cluster: Cluster, vip: str | None = None) -> list[str]:
     return [h.name for h in cluster.lab.hosts
-            if f" {cluster.vip}/" in cluster.ssh(h.name, "ip -o -4 addr show")]
+            if f" {vip or cluster.vip}/" in cluster.ssh(h.name, "ip -o -4 addr show")]
 
 
 def no_changes(cluster: Cluster) -> DeployResult:
@@ -142,6 +145,14 @@ def test_cluster_formed(cluster: Cluster) -> None:
     assert vip_holders(cluster) == [cluster.lab.hosts[0].name]
     with psycopg.connect(bouncer_dsn(cluster.vip), prepare_threshold=None) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    # The read-only address: on a replica, its PgBouncer in front of a standby.
+    replicas = sorted(n for n, m in members.items() if m["role"] != "leader")
+    wait_for("the read-only address on one replica",
+             lambda: vip_holders(cluster, cluster.readonly_vip) in [[r] for r in replicas], 30)
+    with psycopg.connect(bouncer_dsn(cluster.readonly_vip, "bg_agents_readonly"),
+                         prepare_threshold=None) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery(), count(*) >= 0 FROM agents"
+                            ).fetchone() == (True, True)
     # etcd's metrics listener, which Prometheus's etcd job scrapes (the quorum alerts)
     for h in cluster.lab.hosts:
         with urllib.request.urlopen(f"http://{h.address}:2381/metrics", timeout=5) as r:

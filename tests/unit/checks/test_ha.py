@@ -80,3 +80,19 @@ def test_the_view_most_members_agree_on_wins() -> None:
     assert patroni.agreed([stale, fresh, fresh]) is fresh
     assert patroni.agreed([None, stale]) is stale
     assert patroni.agreed([None, None]) is None
+
+
+@pytest.mark.parametrize(("holders", "message"), [
+    (["db3"], None),
+    ([], "0 members hold the read-only address 10.0.0.101 (none): expected exactly one"),
+    (["db2", "db3"], "2 members hold the read-only address"),
+    (["db1"], "db1 holds the read-only address 10.0.0.101, not a running replica (db2, db3)"),
+])
+def test_readonly_address_on_one_replica(holders: list[str], message: str | None) -> None:
+    problem = ha.readonly_problem(HEALTHY, "10.0.0.101", holders)
+    assert problem == message if message is None else message in (problem or "")
+
+
+def test_readonly_address_on_the_leader_when_no_replica_runs() -> None:
+    alone = {"members": [member("db1", "leader"), member("db2", "replica", "stopped")]}
+    assert ha.readonly_problem(alone, "10.0.0.101", ["db1"]) is None

@@ -57,6 +57,7 @@ def test_topology_accepts_three_members() -> None:
 @pytest.mark.parametrize(("hosts", "message"), [
     (_hosts(2), "needs 3 or more database hosts"),
     (_hosts(3, postgres_ha_vip="10.0.0.2"), "is db2's own address"),
+    (_hosts(3, postgres_ha_readonly_vip="10.0.0.3"), "postgres_ha_readonly_vip .* db3's own"),
     (_hosts(2) + [("db3", ["postgres_replicas"], ha_settings(Data({})), "10.0.0.3")],
      "must be True on every database host"),
     (_hosts(2) + [("db3", ["postgres_replicas"],
@@ -107,7 +108,10 @@ def test_patroni_gets_the_deploys_own_server_settings() -> None:
     assert parsed["postgresql"]["use_unix_socket_repl"] is True
     assert lines[-1] == "local replication bgdb_replicator scram-sha-256"
     assert not any(" trust" in line or " md5" in line for line in lines)
-    assert parsed["etcd3"]["hosts"] == ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    # the other members' etcd only, no discovery: a cut-off member's own etcd answers with the
+    # stale view in which it still leads
+    assert parsed["etcd3"]["hosts"] == ["10.0.0.2:2379", "10.0.0.3:2379"]
+    assert parsed["etcd3"]["use_proxies"] is True
     assert parsed["etcd3"]["protocol"] == "https"
     auth = parsed["postgresql"]["authentication"]
     assert auth["replication"]["sslmode"] == "verify-full"
@@ -127,6 +131,26 @@ def test_keepalived_follows_patronis_primary_endpoint() -> None:
     assert "http://10.0.0.1:8008/primary" in conf
     assert "10.0.0.100/24 dev eth0" in conf
     assert "    10.0.0.2\n    10.0.0.3\n" in conf and "unicast_src_ip 10.0.0.1" in conf
+
+
+def test_keepalived_read_only_address_prefers_a_replica() -> None:
+    without = ha_config.keepalived_conf(ha_settings(Data(HA)), MEMBERS[1], MEMBERS)
+    assert "read-only" not in without and without.count("vrrp_instance") == 1
+    ha = ha_settings(Data({**HA, "postgres_ha_readonly_vip": "10.0.0.101"}))
+    conf = ha_config.keepalived_conf(ha, MEMBERS[1], MEMBERS)
+    assert conf.count("vrrp_instance") == 2 and "10.0.0.101/24 dev eth0" in conf
+    ro = conf[conf.index("vrrp_instance bgdb_bgdb_ro"):]
+    # a member that can serve reads holds it (FAULT otherwise), a replica 50 above the leader
+    assert "http://10.0.0.2:8008/read-only" in conf and "http://10.0.0.2:8008/replica" in conf
+    assert "bgdb_readable\n    bgdb_replica" in ro and "  weight 50\n" in conf
+    assert f"virtual_router_id {ha_config.router_id('bgdb-ro')}" in ro
+    assert ha_config.router_id("bgdb-ro") != ha_config.router_id("bgdb")
+    assert ha.floating == ["10.0.0.100", "10.0.0.101"]
+
+
+def test_read_only_address_differs_from_the_agents_one() -> None:
+    with pytest.raises(SettingsError, match="postgres_ha_readonly_vip = '10.0.0.100': must differ"):
+        ha_settings(Data({**HA, "postgres_ha_readonly_vip": "10.0.0.100"}))
 
 
 def test_dcs_patch_holds_only_what_differs() -> None:
