@@ -395,16 +395,17 @@ def test_planned_switchover_under_load(cluster: Cluster) -> None:
 def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
     """Each HA readiness check fails with its message when its part is broken: Patroni stopped
     on both replicas (members, sync standby), etcd stopped on one, the agents' address taken
-    off the leader, a maintenance timer disabled; all restored, the cluster whole again."""
+    off the leader (its keepalived stopped), a maintenance timer disabled; all restored, the
+    cluster whole again."""
     cluster = deployed(cluster)
     leader = cluster.leader()
     assert leader is not None
     a, b = sorted(h.name for h in cluster.lab.hosts if h.name != leader)
     unit = cluster.ssh(a, "systemctl list-units --plain --no-legend 'patroni@*' | cut -d' ' -f1")
-    vip = f"{cluster.vip}/24 dev eth0"
+    # keepalived stopped on the leader takes the address away (the others stay in FAULT)
     breaks = [(a, f"systemctl stop {unit}; systemctl disable --now bgdb-maintenance-daily.timer"),
-              (b, f"systemctl stop {unit} etcd"), (leader, f"ip addr del {vip}")]
-    restores = [(leader, f"ip addr add {vip}"), (b, f"systemctl start etcd {unit}"),
+              (b, f"systemctl stop {unit} etcd"), (leader, "systemctl stop keepalived")]
+    restores = [(leader, "systemctl start keepalived"), (b, f"systemctl start etcd {unit}"),
                 (a, f"systemctl start {unit}; systemctl enable --now "
                     "bgdb-maintenance-daily.timer")]
     try:
