@@ -25,9 +25,11 @@ REPO = Path(__file__).resolve().parents[3]
 # the interpreter's ~37 MB) the resident size stops growing, whatever the file size. Holding the
 # rows would grow it all along (several hundred bytes a row: 60 MB and more over this file),
 # so the second half of the run may not exceed the first half's peak by more than a batch's
-# worth. The absolute cap only catches the gross case; the machine's allocator and libraries
-# move the total by a few MB (130.1 MB was seen once against a former 130 MB cap).
+# worth or a quarter (malloc arenas of the two threads fragment more on a busy host: 63 MB peak
+# on a quiet one, 130.1 MB once in CI, against a former absolute cap of 130 MB). The absolute
+# cap only catches the gross case.
 LATE_GROWTH_MB = 15
+LATE_GROWTH_SHARE = 0.25
 PEAK_RSS_MB = 200
 
 RUN = """
@@ -65,7 +67,7 @@ def test_large_file_streams_in_bounded_memory_and_validates(
               f"(first half of the run {early:.0f} MB, second half {late:.0f} MB, "
               f"{len(rss)} samples)")
     assert len(rss) >= 20, f"only {len(rss)} RSS samples: the run is too short to judge"
-    assert late - early < LATE_GROWTH_MB, \
+    assert late - early < max(LATE_GROWTH_MB, LATE_GROWTH_SHARE * early), \
         f"resident size grew {late - early:.0f} MB in the second half ({early:.0f} -> {late:.0f})"
     assert peak_mb < PEAK_RSS_MB
 
