@@ -21,7 +21,10 @@ from deploy.ha_config import Member
 from deploy.render import render
 from deploy.settings import AppSettings, HaSettings, PostgresSettings
 
-PACKAGES = ["etcd-server", "etcd-client", "patroni", "keepalived", "curl"]
+# python3-etcd by name: patroni depends on "python3-etcd | python3-consul | ...", and on Debian
+# 13 apt settles it with consul, so Patroni 4.0 there finds no etcd module ("Available
+# implementations: consul, kubernetes") and never starts. Debian 12's install already has it.
+PACKAGES = ["etcd-server", "etcd-client", "patroni", "python3-etcd", "keepalived", "curl"]
 SYSCTL = "/etc/sysctl.d/61-bgdb-ha.conf"
 REST_CURLRC = f"{ha_config.PATRONI_DIR}/rest.curlrc"  # the REST login for the deploy's curl
 
