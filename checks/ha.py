@@ -23,6 +23,11 @@ def cluster() -> dict[str, Any] | None:
     return patroni.first_view(members())
 
 
+def holds(target: Target, address: str) -> bool:
+    """Whether the member has the floating address on one of its interfaces now."""
+    return f" {address}/" in target.host.run("ip -o -4 addr show").stdout
+
+
 def leader() -> Target | None:
     name = patroni.leader_name(cluster())
     return next((t for t in members() if t.name == name), None)

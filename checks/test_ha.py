@@ -61,7 +61,7 @@ def test_ha_address_on_the_leader_only(member: Target) -> None:
     """The agents' address (postgres_ha_vip) is on the leader and on no other member"""
     vip = patroni.settings(member.inv).vip
     leader = ha.leader()
-    holds = f" {vip}/" in member.host.run("ip -o -4 addr show").stdout
+    holds = vip is not None and ha.holds(member, vip)
     leads = leader is not None and leader.name == member.name
     assert holds == leads, (f"{member.name} {'holds' if holds else 'lacks'} {vip} but "
                             f"{'leads' if leads else 'does not lead'}\n"
@@ -73,8 +73,7 @@ def test_ha_readonly_address_on_a_replica(cluster_via: Target) -> None:
     vip = patroni.settings(cluster_via.inv).readonly_vip
     if vip is None:
         pytest.skip("no postgres_ha_readonly_vip set")
-    holders = [t.name for t in ha.members()
-               if f" {vip}/" in t.host.run("ip -o -4 addr show").stdout]
+    holders = [t.name for t in ha.members() if ha.holds(t, vip)]
     problem = ha.readonly_problem(ha.cluster(), vip, holders)
     assert problem is None, problem
 

@@ -110,7 +110,7 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
                is_bootstrap: bool) -> Callable[[], bool]:
     """Returns a check that says, when operations run, whether this host leads now."""
     me = next(m for m in members if m.name == host.name)
-    _etcd_files(ha, me, members)
+    etcd_cert = _etcd_files(ha, me, members)
     postgres.install_packages(pg)  # PostgreSQL, psycopg, the postgres user's hardening
     aptbatch.install(name="Install etcd, Patroni and keepalived", packages=PACKAGES,
                      no_recommends=True)
@@ -137,7 +137,6 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
     uploads.put(name="Write the base configuration Patroni includes",
                 src=StringIO(ha_config.base_conf(pg)), dest=ha_config.base_conf_path(pg),
                 user="postgres", group="postgres", mode="0644")
-    etcd_cert = _etcd_cert(me)
     uploads.put(name="Upload Patroni's etcd client certificate", src=StringIO(etcd_cert.cert_pem),
                 dest=f"{ha_config.PATRONI_DIR}/etcd-client.crt", user="postgres",
                 group="postgres", mode="0644")
@@ -207,20 +206,17 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
     return leads
 
 
-def _etcd_cert(me: Member) -> certs.ServerCert:
-    hostname = host.get_fact(Hostname) or host.name
-    return certs.server_cert(f"{host.name}-etcd", [hostname, host.name, "localhost"],
-                             [me.address, "127.0.0.1"], client=True)
-
-
-def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> None:
-    """etcd's user, certificate and environment before its package: the package starts it."""
+def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> certs.ServerCert:
+    """etcd's user, certificate and environment before its package: the package starts it.
+    Returns the member's etcd certificate (Patroni's etcd client certificate too)."""
     server.group(name="Create the etcd group", group="etcd", system=True)
     server.user(name="Create the etcd user", user="etcd", group="etcd", system=True,
                 home="/var/lib/etcd", shell="/usr/sbin/nologin", create_home=False)
     files.directory(name=f"Create {ha_config.ETCD_DIR}", path=ha_config.ETCD_DIR, user="root",
                     group="etcd", mode="0750")
-    cert = _etcd_cert(me)
+    hostname = host.get_fact(Hostname) or host.name
+    cert = certs.server_cert(f"{host.name}-etcd", [hostname, host.name, "localhost"],
+                             [me.address, "127.0.0.1"], client=True)
     crt = uploads.put(name="Upload etcd's certificate", src=StringIO(cert.cert_pem),
                       dest=f"{ha_config.ETCD_DIR}/etcd.crt", user="root", group="etcd",
                       mode="0644")
@@ -244,6 +240,7 @@ def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> None:
                               or key.did_change())
                  and host.get_fact(hostfacts.UnitProperty, unit="etcd",
                                    prop="ActiveState") == "active")
+    return cert
 
 
 def _keepalived(ha: HaSettings, me: Member, members: Sequence[Member]) -> None:

@@ -43,6 +43,17 @@ def write_hosts_file(lab: sandbox_hosts.Lab, path: Path, data: Mapping[str, Any]
     }, indent=2) + "\n")
 
 
+def admin_ssh(lab: sandbox_hosts.Lab, address: str, command: str,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`command` on a lab host as the operator runs it: the login `admin` over SSH, host key
+    checked (sudo in the command for root)."""
+    return subprocess.run(
+        ["ssh", "-i", lab.ssh_key, "-o", f"UserKnownHostsFile={lab.known_hosts}",
+         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+         f"{sandbox_hosts.ADMIN_USER}@{address}", command],
+        capture_output=True, text=True, timeout=timeout)
+
+
 def agent_config(address: str, pool_size: int, timeout: int) -> AdapterConfig:
     """The seed's variables: PgBouncer's port, verify-full against the bundle's CA."""
     return AdapterConfig.from_env({

@@ -27,6 +27,7 @@ from tests.lab_helpers import (
     APP_DB,
     CONTROLLER,
     Load,
+    admin_ssh,
     agent_config,
     agent_load,
     bouncer_dsn,
@@ -62,11 +63,7 @@ class RealHost:
 
     def ssh(self, command: str) -> subprocess.CompletedProcess[str]:
         """As the operator would: `admin` over SSH, sudo for root."""
-        return subprocess.run(
-            ["ssh", "-i", self.lab.ssh_key, "-o", f"UserKnownHostsFile={self.lab.known_hosts}",
-             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-             f"{sandbox_hosts.ADMIN_USER}@{self.host.address}", command],
-            capture_output=True, text=True, timeout=60)
+        return admin_ssh(self.lab, self.host.address, command)
 
 
 # Debian 11's hosts file is the README's (no postgres_admin_cidrs): no break-glass superuser.

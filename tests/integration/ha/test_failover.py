@@ -29,8 +29,10 @@ from sandbox import hosts as sandbox_hosts
 from sandbox import network, paths
 from tests.lab_helpers import (
     CONTROLLER,
+    REPO,
     Ack,
     Load,
+    admin_ssh,
     agent_config,
     agent_load,
     bgdb_check,
@@ -43,7 +45,6 @@ from tests.sandbox_fixtures import admin_dsn, booted_lab
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
 # Debian 12 in CI (the issue's budget: one cluster); BGDB_HA_RELEASE=11 or 13 runs the same
 # scenarios on the other releases' Patroni and etcd.
 RELEASE = os.environ.get("BGDB_HA_RELEASE", "12")
@@ -73,12 +74,8 @@ class Cluster:
 
     def ssh(self, name: str, command: str, timeout: float = 60) -> str:
         """As the operator: `admin` over SSH, sudo for root."""
-        out = subprocess.run(
-            ["ssh", "-i", self.lab.ssh_key, "-o", f"UserKnownHostsFile={self.lab.known_hosts}",
-             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-             f"{sandbox_hosts.ADMIN_USER}@{self.host(name).address}",
-             f"sudo -n sh -c {shlex.quote(command)}"],
-            capture_output=True, text=True, timeout=timeout)
+        out = admin_ssh(self.lab, self.host(name).address,
+                        f"sudo -n sh -c {shlex.quote(command)}", timeout)
         assert out.returncode == 0, f"{name}: {command}: {out.stderr}"
         return out.stdout.strip()
 
