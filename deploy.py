@@ -73,7 +73,11 @@ if HA:
     roles.configure_roles(pg, app, role_limit, _if=leads)
     pgbouncer.install_pgbouncer(pg, app, bouncer, sql_if=leads)
     schema.apply_migrations(pg, app, role_limit, apply_if=leads)
-    exporter.install_exporter(exporter_settings(data, pg), pg, app, None)
+    exporter.install_exporter(exporter_settings(data, pg), pg, app,
+                              backup_settings(data).status_file,
+                              patroni_url=ha.rest_url(ha_settings(data),
+                                                      str(host.data.get("service_address")),
+                                                      "/patroni"))
     # Partitions ahead, retention, ANALYZE: timers on every member, run by the leader only.
     maintenance.configure_maintenance(maintenance_settings(data), backup_settings(data), pg,
                                       app, after=f"{ha_config.unit(pg)}.service")
@@ -88,11 +92,12 @@ if "postgres_primary" in host.groups and not HA:
     pgbouncer.install_pgbouncer(pg, app, bouncer)
     schema.apply_migrations(pg, app, role_limit)
 
-# WAL archiving and backups: on the primary alone (local repository), or on the primary and the
-# backup host together (one call for both, so pyinfra orders their steps: backup.py).
-# Not yet in HA mode: pgBackRest's repository would have to follow the leader (README).
-if {"postgres_primary", "backup"} & set(host.groups) and not HA:
-    backup.configure_backup(*backup.setup_for(host, inventory))
+# WAL archiving and backups: on the primary alone (local repository), or on the primary (in HA
+# mode every member) and the backup host together (one call for all, so pyinfra orders their
+# steps: backup.py). In HA mode the backup host lists every member; the leader archives.
+if backup.takes_part(host, bool(HA)):
+    backup.configure_backup(*backup.setup_for(host, inventory), leads=leads if HA else None,
+                            bootstrap="postgres_primary" in host.groups)
 
 if "postgres_primary" in host.groups and not HA:
     bk = backup_settings(data)

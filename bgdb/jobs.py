@@ -43,6 +43,8 @@ from typing import Any
 BACKUP_STATUS = "backup.json"
 _VAR = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)=(?P<value>[A-Za-z0-9_.:-]+)$")
 # pgbackrest verify (2.45) exits 0 even when it finds invalid files: read its report.
+# pgBackRest's error when backup-standby=y finds no standby among the pgN-hosts.
+NO_STANDBY = "unable to find standby"
 _VERIFY_PROBLEM = re.compile(r"status: error|\b(ERROR|WARN): ")
 
 Figures = dict[str, Any]
@@ -114,13 +116,25 @@ def pgbackrest_info(stanza: str) -> list[Any] | None:
 
 
 def job_backup(args: argparse.Namespace) -> tuple[Figures, str]:
-    must(["pgbackrest", f"--stanza={args.stanza}", f"--type={args.type}", "backup"])
+    cmd = ["pgbackrest", f"--stanza={args.stanza}", f"--type={args.type}", "backup"]
+    proc = run(cmd, capture=True)
+    where = ""
+    if proc.returncode != 0 and NO_STANDBY in proc.stdout + proc.stderr:
+        # HA mode (backup-standby=y) with no standby streaming: a backup from the leader alone
+        # beats none (pgBackRest 2.45 has no backup-standby=prefer).
+        log("no standby to copy from: backing up from the leader alone")
+        proc = run([*cmd[:-1], "--no-backup-standby", "backup"], capture=True)
+        where = " from the leader (no standby available)"
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise JobError(f"pgbackrest exited with {proc.returncode}" +
+                       (f": {detail[0]}" if detail else ""))
     info = pgbackrest_info(args.stanza)
     if info is None:
-        return {}, f"{args.type} backup done (pgbackrest info unavailable)"
+        return {}, f"{args.type} backup done{where} (pgbackrest info unavailable)"
     backups = [b for s in info for b in s.get("backup") or []]
     label = backups[-1].get("label", "?") if backups else "?"
-    return {"pgbackrest_info": info}, f"{args.type} backup {label} done"
+    return {"pgbackrest_info": info}, f"{args.type} backup {label} done{where}"
 
 
 def job_verify(args: argparse.Namespace) -> tuple[Figures, str]:
@@ -337,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"{name}: starting")
     figures: Figures = {}
     try:
-        if not args.repo_host and is_standby(args):
+        # `info` reads the repository only: every HA member records it for its own exporter.
+        if not args.repo_host and args.job != "info" and is_standby(args):
             log(f"{name}: this host is a standby; the jobs run on the primary only: skipped")
             return 0
         figures, message = JOBS[args.job](args)

@@ -7,14 +7,15 @@ Without --time: the latest backup plus every archived WAL segment (the last comm
 transactions). With --time: the state at that moment (point-in-time recovery; pgBackRest picks
 the newest backup taken before it), then promotion to a new timeline.
 
---from is the host whose repository is used (default: the inventory's postgres_primary); --to is
-the host restored onto (default: the same host, in place). In place, PostgreSQL is stopped, the
-data directory is moved aside to <data_dir>.before-restore-<time> (--delta restores over it
-instead, reusing unchanged files), restored, started, and archiving goes on into the same
-repository on the new timeline. Onto another host (a spare, or one to inspect an old state),
-the repository is copied there through this machine's SSH connections, PostgreSQL and pgBackRest
-are installed if missing, and archiving is switched off on the restored copy so it never writes
-into a repository that is not its own.
+--from is the host whose repository is used (default: the inventory's postgres_primary; in HA
+mode the member that leads now); --to is the host restored onto (default: the same host, in
+place; in HA mode a spare host is required: Patroni owns the members). In place, PostgreSQL is
+stopped, the data directory is moved aside to <data_dir>.before-restore-<time> (--delta
+restores over it instead, reusing unchanged files), restored, started, and archiving goes on
+into the same repository on the new timeline. Onto another host (a spare, or one to inspect an
+old state), the repository is copied there through this machine's SSH connections, PostgreSQL
+and pgBackRest are installed if missing, and archiving is switched off on the restored copy so
+it never writes into a repository that is not its own.
 
 With a backup host (inventory group `backup`), an in-place restore reads its repository over
 the primary's SSH link to it, and a restore onto another host copies the repository from it.
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bgdb import patroni
 from bgdb.remote import Target
 from deploy import backup
 from deploy.hostdata import InventoryHost, load_inventory
@@ -49,10 +51,12 @@ from deploy.settings import (
     SettingsError,
     app_settings,
     backup_settings,
+    ha_settings,
     postgres_settings,
 )
 
 RESTORE_REPO_ROOT = "/var/lib/pgbackrest-restore"  # copies of other hosts' repositories
+DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 RECORD = "restore-drill.json"  # in the source's backup_status_dir; checks/test_evidence.py reads it
 
 
@@ -125,15 +129,28 @@ def find_host(hosts: Sequence[InventoryHost], name: str) -> InventoryHost:
 
 
 def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | None,
-              target_time: str | None, delta: bool) -> Plan:
+              target_time: str | None, delta: bool, leader: str | None = None) -> Plan:
+    """`leader`: in HA mode, the member that leads now (Patroni's answer): the default source,
+    whose WAL is pushed first and which keeps the record."""
+    primaries = [h for h in hosts if "postgres_primary" in h.groups]
+    ha = bool(primaries) and ha_settings(Data(primaries[0].data)).enabled
     if source:
         src = find_host(hosts, source)
+    elif ha:
+        if leader is None:
+            raise RestoreError("HA mode: no member leads now (bgdb status); name the source "
+                               "with --from")
+        src = find_host(hosts, leader)
     else:
-        primaries = [h for h in hosts if "postgres_primary" in h.groups]
         if not primaries:
             raise RestoreError("no host in group postgres_primary: name one with --from")
         src = primaries[0]
     dst = find_host(hosts, target) if target else src
+    if ha and DB_GROUPS & set(dst.groups):
+        # Patroni owns the members' PostgreSQL: a restore under it would race its restarts,
+        # and a replaced member rejoins by cloning the leader anyway.
+        raise RestoreError(f"HA mode: {dst.name} is a Patroni member; restore onto a spare "
+                           "host (--to), never in place")
     if dst.name != src.name and "postgres_primary" in dst.groups:
         raise RestoreError(f"{dst.name} is a deployed primary with its own repository: restore "
                            "onto a spare host, or in place on it")
@@ -143,7 +160,10 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
     bk = backup_settings(data)
     # With a backup host, that is where the repository is copied from (bk.repo_path there).
     holder = next((h for h in hosts if "backup" in h.groups), src) if bk.repo_host else src
-    return Plan(src, dst, postgres_settings(data), bk,
+    pg = postgres_settings(data)
+    if dst.name != src.name:  # a copy is plain PostgreSQL (postgresql@), never a Patroni member
+        pg = dataclasses.replace(pg, ha=False)
+    return Plan(src, dst, pg, bk,
                 parse_time(target_time) if target_time else None, delta, holder,
                 app_settings(data))
 
@@ -392,10 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = ap.parse_args(argv)
     try:
-        plan = make_plan(load_inventory(), args.source, args.target, args.target_time,
-                         args.delta)
+        hosts = load_inventory()
+        members = patroni.members(hosts)
+        leader = patroni.leader_name(patroni.first_view(members)) if members else None
+        plan = make_plan(hosts, args.source, args.target, args.target_time, args.delta, leader)
         if plan.pg.version is None:  # the distribution's default: the source host decides
-            plan = dataclasses.replace(plan, pg=Target(plan.source).pg)
+            plan = dataclasses.replace(plan, pg=dataclasses.replace(
+                Target(plan.source).pg, ha=plan.pg.ha))
         cipher = backup.cipher_pass(plan.bk, generate=False)
     except (RestoreError, SettingsError, SecretError) as exc:
         print(exc, file=sys.stderr)

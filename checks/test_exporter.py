@@ -117,10 +117,16 @@ def test_exporter_metrics(primary: Target) -> None:
         bouncer = [v for _, v in found.get("bgdb_pgbouncer_up", [])]
         assert bouncer == [1.0], f"bgdb_pgbouncer_up is {bouncer or 'missing'}: the exporter " \
             "cannot query PgBouncer's admin console as bg_agents_monitor"
-    if ex.backup_status and not ha.members():  # HA mode: no backups deployed yet
+    if ex.backup_status:
         ok = [v for _, v in found.get("bgdb_backup_status_ok", [])]
         assert ok == [1.0], f"bgdb_backup_status_ok is {ok or 'missing'}: the backup status " \
             "file is missing or unreadable, backup freshness is not monitored"
+    if ha.members():  # the leader's exporter reads its Patroni (exporters/patroni.py)
+        seen = {name: [v for _, v in found.get(name, [])]
+                for name in ("bgdb_patroni_up", "bgdb_patroni_leader")}
+        assert seen == {"bgdb_patroni_up": [1.0], "bgdb_patroni_leader": [1.0]}, \
+            f"the exporter's view of Patroni: {seen} (expected it to answer and lead): " \
+            "patroni_url in the exporter's config, Patroni's REST API"
 
 
 def test_exporter_credentials_private(primary: Target) -> None:

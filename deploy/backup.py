@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from typing import Any, Literal
@@ -35,6 +35,7 @@ from deploy.settings import (
     PostgresSettings,
     app_settings,
     backup_settings,
+    ha_settings,
 )
 
 CONF_DIR = "/etc/pgbackrest"
@@ -62,13 +63,14 @@ def cipher_pass(bk: BackupSettings, *, generate: bool = True) -> str | None:
 
 def pgbackrest_conf(bk: BackupSettings, pg: PostgresSettings, cipher: str | None,
                     *, repo_path: str | None = None, pg_path: str | None = None,
-                    repo_host: str | None = None, pg_host: str | None = None) -> str:
+                    repo_host: str | None = None, pg_hosts: Sequence[str] = ()) -> str:
     """The configuration: of the primary with a local repository (restore.py renders it for
     another host with its own paths), of the primary whose repository is on `repo_host`, or of
-    the backup host that backs up `pg_host`."""
+    the backup host that backs up `pg_hosts` (the primary, or every HA member)."""
     return render("pgbackrest.conf.j2", bk=bk, cipher_pass=cipher, spool_path=SPOOL,
                   pg_path=pg_path or pg.data_dir, pg_port=pg.port,
-                  repo_path=repo_path or bk.repo_path, repo_host=repo_host, pg_host=pg_host)
+                  repo_path=repo_path or bk.repo_path, repo_host=repo_host,
+                  pg_hosts=list(pg_hosts))
 
 
 def as_postgres(command: str) -> str:
@@ -88,9 +90,12 @@ Side = Literal["local", "db", "repo"]
 
 @dataclass(frozen=True)
 class Peer:
-    """The other end of the SSH link: the backup host for `db`, the primary for `repo`."""
+    """The other end of the SSH link: the backup host for `db`; for `repo`, the primary, or
+    every member in HA mode (pgBackRest's pg1..pgN hosts: it backs up from a standby and
+    finds the leader itself). `host_key`: its SSH host keys, pinned in known_hosts."""
     name: str
     address: str
+    host_key: str
 
 
 def side_of(groups: Iterable[str], bk: BackupSettings) -> Side:
@@ -150,19 +155,24 @@ def known_hosts_line(address: str, port: int, host_keys: str) -> str:
     return "".join(f"{where} {key}\n" for key in host_keys.splitlines())
 
 
-def authorized_keys_line(public_key: str, peer_address: str) -> str:
-    # Only from the peer, no forwarding, pty or agent: pgBackRest runs its commands over exec.
-    return f'from="{peer_address}",restrict {public_key}\n'
+def authorized_keys_line(public_key: str, *peer_addresses: str) -> str:
+    # Only from the peers, no forwarding, pty or agent: pgBackRest runs its commands over exec.
+    return f'from="{",".join(peer_addresses)}",restrict {public_key}\n'
 
 
 @deploy("Configure WAL archiving and backups")
 def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
-                     side: Side = "local", peer: Peer | None = None,
-                     peer_host_key: str | None = None) -> None:
+                     side: Side = "local", peers: Sequence[Peer] = (),
+                     leads: Callable[[], bool] | None = None, bootstrap: bool = True) -> None:
     """One sequence for both ends of the repository: deploy.py calls it from one place for the
     primary and the backup host, so pyinfra runs each step on both before the next (the backup
     host's stanza-create after the primary's configuration, the primary's check after the
-    stanza, the backup host's first backup after the check)."""
+    stanza, the backup host's first backup after the check).
+
+    HA mode: every member is a `db` side; `leads` says (when operations run) whether this one
+    leads now: only the leader checks archiving; the first dump is taken once, by the bootstrap
+    host while it leads (a later leader's timer takes the next one, so a deploy after a
+    failover changes nothing)."""
     owner = bk.repo_host_user if side == "repo" else "postgres"
     aptbatch.install(name="Install pgBackRest", packages=["pgbackrest"] + (
         ["openssh-client"] if side != "local" else []), update=True, cache_time=86400,
@@ -171,8 +181,8 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
         server.user(name=f"Create the repository user {owner}", user=owner, system=True,
                     home=f"/home/{owner}", ensure_home=True, shell="/bin/sh")
     if side != "local":
-        assert peer is not None and peer_host_key is not None
-        _ssh_link(side, bk, peer, peer_host_key)
+        assert peers, f"a {side} side needs its SSH peers"
+        _ssh_link(side, bk, peers)
     # Only the repository's host holds the key.
     cipher = cipher_pass(bk) if side != "db" else None
     # Another key (or none) for a repository that already holds backups would make every backup
@@ -189,8 +199,8 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
     files.directory(name="Create /etc/pgbackrest", path=CONF_DIR, user="root", group=owner,
                     mode="0750")
     text = pgbackrest_conf(bk, pg, cipher,
-                           repo_host=peer.address if peer and side == "db" else None,
-                           pg_host=peer.address if peer and side == "repo" else None)
+                           repo_host=peers[0].address if side == "db" else None,
+                           pg_hosts=[p.address for p in peers] if side == "repo" else ())
     conf = uploads.put(name="Write the pgBackRest configuration", src=StringIO(text), dest=CONF,
                        user="root", group=owner, mode="0640")
     dirs = {"local": (bk.repo_path, SPOOL, LOG), "db": (SPOOL, LOG), "repo": (bk.repo_path, LOG)}
@@ -213,8 +223,9 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
         server.shell(
             name="Check that WAL reaches the repository (pgbackrest check)",
             commands=[as_postgres(f"pgbackrest --stanza={bk.stanza} check")],
-            _if=lambda: conf.did_change() or bool(stanza and stanza.did_change())
-            or _archiver_failing(pg.port),
+            _if=lambda: (leads is None or leads()) and (
+                conf.did_change() or bool(stanza and stanza.did_change())
+                or _archiver_failing(pg.port)),
         )
 
     jobs.install_runner(bk.status_dir, user=owner)
@@ -234,7 +245,8 @@ def configure_backup(bk: BackupSettings, pg: PostgresSettings, app: AppSettings,
         server.shell(
             name="Take the first logical dump",
             commands=[_first_run(by_unit["bgdb-dump"])],
-            _if=lambda: host.get_fact(File, path=f"{bk.status_dir}/dump.json") is None,
+            _if=lambda: bootstrap and (leads is None or leads())
+            and host.get_fact(File, path=f"{bk.status_dir}/dump.json") is None,
         )
     if side == "db":
         server.shell(
@@ -257,30 +269,45 @@ def _first_run(job: jobs.Job) -> str:
     return f"umask 077 && {as_user(job.user, job.command)}"
 
 
+def takes_part(this: Host, ha: bool) -> bool:
+    """The hosts of the backup layout: the primary (in HA mode every member) and the backup
+    host."""
+    groups = set(this.groups)
+    return bool({"postgres_primary", "backup"} & groups or ha and "postgres_replicas" in groups)
+
+
 def setup_for(this: Host, inventory: Inventory) -> tuple[
-        BackupSettings, PostgresSettings, AppSettings, Side, Peer | None, str | None]:
-    """configure_backup's arguments for the primary or the backup host. Both use the primary's
-    settings (the stanza, schedules and paths belong to its cluster); each end gets the other's
-    address and its SSH host key, read over the deploy's own connection to it."""
+        BackupSettings, PostgresSettings, AppSettings, Side, list[Peer]]:
+    """configure_backup's arguments for the primary (or an HA member) or the backup host. All
+    use the primary's settings (the stanza, schedules and paths belong to its cluster); each
+    end gets the other's addresses and SSH host keys, read over the deploy's own connections."""
     primary = inventory.get_group("postgres_primary")[0]
     data = Data(primary.data.dict())
     bk, pg, app = backup_settings(data), hostfacts.host_postgres(primary), app_settings(data)
     side = side_of(this.groups, bk)
     if side == "local":
-        return bk, pg, app, side, None, None
-    peer = primary if side == "repo" else inventory.get_group("backup")[0]
-    key = peer.get_fact(SshHostKey)
-    if key is None:
-        raise DeployError(f"{peer.name} has no /etc/ssh/ssh_host_*_key.pub to pin")
-    return bk, pg, app, side, Peer(peer.name, str(peer.data.get("service_address"))), key
+        return bk, pg, app, side, []
+    if side == "db":
+        others = [inventory.get_group("backup")[0]]
+    elif ha_settings(data).enabled:
+        others = [primary, *inventory.get_group("postgres_replicas", [])]
+    else:
+        others = [primary]
+    peers = []
+    for other in others:
+        key = other.get_fact(SshHostKey)
+        if key is None:
+            raise DeployError(f"{other.name} has no /etc/ssh/ssh_host_*_key.pub to pin")
+        peers.append(Peer(other.name, str(other.data.get("service_address")), key))
+    return bk, pg, app, side, peers
 
 
-def _ssh_link(side: Side, bk: BackupSettings, peer: Peer, peer_host_key: str) -> None:
-    """This end of the passwordless SSH link between postgres on the primary and the repository
-    user on the backup host: its own key pair (generated into the secrets directory), the
-    peer's public key as the only authorized key (from the peer's address only), and the
-    peer's host key pinned in known_hosts (read by the deploy over its own verified connection,
-    never accepted on first use)."""
+def _ssh_link(side: Side, bk: BackupSettings, peers: Sequence[Peer]) -> None:
+    """This end of the passwordless SSH link between postgres on the primary (every HA member:
+    they share the `db` key pair) and the repository user on the backup host: its own key pair
+    (generated into the secrets directory), the peers' public key as the only authorized key
+    (from their addresses only), and their host keys pinned in known_hosts (read by the deploy
+    over its own verified connections, never accepted on first use)."""
     user, home = ssh_home(side, bk)
     private, _ = secrets.ssh_keypair(f"pgbackrest-{side}")
     _, peer_public = secrets.ssh_keypair(f"pgbackrest-{'repo' if side == 'db' else 'db'}")
@@ -288,11 +315,13 @@ def _ssh_link(side: Side, bk: BackupSettings, peer: Peer, peer_host_key: str) ->
                     mode="0700")
     uploads.put(name="Install this host's pgBackRest SSH key", src=StringIO(private),
                 dest=f"{home}/.ssh/id_ed25519", user=user, group=user, mode="0600")
-    uploads.put(name=f"Authorize {peer.name}'s pgBackRest SSH key",
-                src=StringIO(authorized_keys_line(peer_public, peer.address)),
+    names = ", ".join(p.name for p in peers)
+    uploads.put(name=f"Authorize the pgBackRest SSH key of {names}",
+                src=StringIO(authorized_keys_line(peer_public, *(p.address for p in peers))),
                 dest=f"{home}/.ssh/authorized_keys", user=user, group=user, mode="0600")
-    uploads.put(name=f"Pin {peer.name}'s SSH host key",
-                src=StringIO(known_hosts_line(peer.address, bk.ssh_port, peer_host_key)),
+    uploads.put(name=f"Pin the SSH host keys of {names}",
+                src=StringIO("".join(known_hosts_line(p.address, bk.ssh_port, p.host_key)
+                                     for p in peers)),
                 dest=f"{home}/.ssh/known_hosts", user=user, group=user, mode="0644")
 
 

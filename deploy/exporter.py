@@ -77,7 +77,8 @@ def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings
                     service_address: str, bouncer_port: int | None,
                     backup_status_file: str | None,
                     basic_auth_password: str | None = None,
-                    current_hash: str | None = None) -> dict[str, Any]:
+                    current_hash: str | None = None,
+                    patroni_url: str | None = None) -> dict[str, Any]:
     """The exporter's config.json (exporters/config.py's keys); no secret in it."""
     cfg: dict[str, Any] = {
         "listen_address": listen_address(ex, service_address),
@@ -95,6 +96,8 @@ def exporter_config(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings
         "backup_status_file": backup_status_file,
         "log_level": ex.log_level,
     }
+    if patroni_url:  # HA mode: the member's Patroni (exporters/patroni.py)
+        cfg["patroni_url"] = patroni_url
     if ex.agent_heartbeat_cache_seconds is not None:  # else the exporter's own default
         cfg["agent_heartbeat_cache_seconds"] = ex.agent_heartbeat_cache_seconds
     if ex.basic_auth_user and basic_auth_password:
@@ -137,7 +140,8 @@ def scrape_password(ex: ExporterSettings) -> str | None:
 
 @deploy("Install the bgdb exporter")
 def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSettings,
-                     backup_status_file: str | None = None) -> None:
+                     backup_status_file: str | None = None, patroni_url: str | None = None
+                     ) -> None:
     if not ex.enabled:
         server.shell(name="Stop and disable the exporter (exporter_enabled is False)",
                      commands=[f"systemctl disable --now {UNIT}"],
@@ -182,7 +186,8 @@ def install_exporter(ex: ExporterSettings, pg: PostgresSettings, app: AppSetting
                           backup_status_file=backup_status_file if ex.backup_status else None,
                           basic_auth_password=scrape_password(ex),
                           current_hash=current_password_hash(
-                              host.get_fact(FileContents, path=CONFIG)))
+                              host.get_fact(FileContents, path=CONFIG)),
+                          patroni_url=patroni_url)
     conf = uploads.put(name="Write the exporter's configuration",
                        src=StringIO(render_config(cfg)), dest=CONFIG, user="root", group=USER,
                        mode="0640")

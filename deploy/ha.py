@@ -16,10 +16,10 @@ from pyinfra.api import FactBase, deploy, operation
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import files, server, systemd
 
-from deploy import aptbatch, certs, ha_config, hostfacts, postgres, secrets, uploads
+from deploy import aptbatch, backup, certs, ha_config, hostfacts, postgres, secrets, uploads
 from deploy.ha_config import Member
 from deploy.render import render
-from deploy.settings import AppSettings, HaSettings, PostgresSettings
+from deploy.settings import AppSettings, Data, HaSettings, PostgresSettings, backup_settings
 
 # python3-etcd by name: patroni depends on "python3-etcd | python3-consul | ...", and on Debian
 # 13 apt settles it with consul, so Patroni 4.0 there finds no etcd module ("Available
@@ -119,8 +119,9 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
 
     facts = host.get_fact(hostfacts.Facts)
     conf = hostfacts.tuned_config(pg, facts)
-    # WAL archiving stays off in HA mode until backups follow the leader (README).
-    conf.pop("archive_mode", None)
+    # Every member archives when it leads (archive_mode = on: a standby does not), to the
+    # backup host's repository (deploy/backup.py).
+    conf.update(backup.archive_config(backup_settings(Data(host.data.dict())), conf))
     cert = postgres.server_certificate(pg, me.address)
     for name, text, mode in (("bgdb-server.crt", cert.cert_pem, "0644"),
                              ("bgdb-server.key", cert.key_pem, "0600"),

@@ -804,9 +804,12 @@ def ha_settings(data: Data) -> HaSettings:
     return ha
 
 
-def check_ha_topology(hosts: Sequence[tuple[str, Sequence[str], HaSettings, str]]) -> None:
+def check_ha_topology(hosts: Sequence[tuple[str, Sequence[str], HaSettings, str]],
+                      backup_hosts: Sequence[str] | None = None) -> None:
     """(name, groups, HA settings, service address) of every database host: HA mode is on for
-    all of them or none, with 3+ members (etcd's quorum survives one loss) sharing one VIP."""
+    all of them or none, with 3+ members (etcd's quorum survives one loss) sharing one VIP.
+    `backup_hosts` (the inventory's `backup` group, when known): HA mode needs one, since the
+    repository cannot live on a member that may stop leading."""
     members = [(n, ha, a) for n, g, ha, a in hosts
                if {"postgres_primary", "postgres_replicas"} & set(g)]
     on = [n for n, ha, _ in members if ha.enabled]
@@ -819,6 +822,10 @@ def check_ha_topology(hosts: Sequence[tuple[str, Sequence[str], HaSettings, str]
     if len(members) < 3:
         raise SettingsError("postgres_ha", True, f"needs 3 or more database hosts "
                             f"(postgres_primary + postgres_replicas), not {len(members)}")
+    if backup_hosts is not None and not backup_hosts:
+        raise SettingsError("backup", [], "HA mode needs a host in group backup: the pgBackRest "
+                            "repository must outlive any member, and every leader archives "
+                            "there")
     first = members[0][1]
     for name, ha, _ in members:
         for key in ("vip", "readonly_vip", "scope", "rest_port", "etcd_client_port",

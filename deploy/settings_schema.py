@@ -368,7 +368,8 @@ KEYS_LIST: tuple[Key, ...] = (
     # high availability: Patroni + etcd on the database hosts (deploy/ha.py)
     Key("postgres_ha", Flag(), False, H, "the hosts of postgres_primary and postgres_replicas "
         "(3 or more) form one Patroni cluster with etcd on the same hosts; postgres_primary only "
-        "bootstraps it, the leader is whoever Patroni elects"),
+        "bootstraps it, the leader is whoever Patroni elects; needs a host in group backup (the "
+        "pgBackRest repository every leader archives to)"),
     Key("postgres_ha_vip", Address(), None, H, "the agents' one address (POSTGRESQL_HOST): "
         "held by the leader (keepalived, checking Patroni's /primary), answered by its PgBouncer; "
         "required in HA mode, free on the hosts' network"),

@@ -33,7 +33,8 @@ def validate_hosts(hosts: Iterable[InventoryHost]) -> None:
     check_replication_topology([(h.name, h.groups) for h in hosts])
     check_backup_topology([(h.name, h.groups) for h in hosts])
     check_ha_topology([(h.name, h.groups, ha_settings(h.settings_data()), h.address)
-                       for h in hosts if DB_GROUPS & set(h.groups)])
+                       for h in hosts if DB_GROUPS & set(h.groups)],
+                      [h.name for h in hosts if "backup" in h.groups])
     audited: dict[bool, str] = {}
     for host in hosts:
         data = host.settings_data()

@@ -59,7 +59,7 @@ try:
 except ImportError:  # prometheus_client < 0.14 (Debian 11: 0.9): the registry needs collect() only
     Collector = object  # type: ignore[misc,assignment]
 
-from exporters import backup_status, heartbeat
+from exporters import backup_status, heartbeat, patroni
 from exporters.config import ExporterConfig
 from exporters.connection import APPLICATION_NAME, Database, DatabaseHung
 from exporters.exposition import Family, Labels, render, to_metric
@@ -347,6 +347,8 @@ class BgdbCollector(Collector):
         up = self._scrape_target(self._pg, "postgres", deadline, out, idle=scrape_bouncer)
         scrape_bouncer()
         out.extend(self._backup_metrics())
+        if self.cfg.patroni_url:
+            out.extend(patroni.families(patroni.fetch(self.cfg.patroni_url), self._clock()))
         duration = time.monotonic() - started
         out.extend(self._self_metrics(up=up, bouncer_up=bouncer_up, duration=duration))
         return out

@@ -50,6 +50,8 @@ class ExporterConfig:
     max_label_values: int = 50
     sql_dir: str = str(DEFAULT_SQL_DIR)
     backup_status_file: str | None = None
+    # HA mode: the local Patroni's GET /patroni (exporters/patroni.py), read at each scrape.
+    patroni_url: str | None = None
     basic_auth_username: str | None = None
     basic_auth_password_bcrypt: str | None = None  # as exporter-toolkit's web config
     tls_cert_file: str | None = None
@@ -163,6 +165,8 @@ def validate(cfg: ExporterConfig) -> None:
         path = getattr(cfg, key)
         need(path is None or Path(path).is_file(), key, "is not a readable file")
     need(Path(cfg.sql_dir).is_dir(), "sql_dir", "is not a directory")
+    need(cfg.patroni_url is None or bool(re.match(r"^https?://[^/\s]+/\S*$", cfg.patroni_url)),
+         "patroni_url", "is not an http(s) URL (http://ADDRESS:8008/patroni)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,8 +1,10 @@
-"""HA mode on three lab hosts (its own lab `ha*`), deployed as users do (a hosts file, the
-non-root login `admin` with sudo): Patroni + etcd, the agents' one address on the leader. The
-scenarios run in file order on one cluster: the cluster as deployed, a second deploy, then
-`kill -9` of the leader's postmaster under a write load from agents through the one address,
-the old leader rejoining by itself, a deploy and the readiness checks after it."""
+"""HA mode on three lab hosts (its own lab `ha*`, plus the backup host and a spare to restore
+onto), deployed as users do (a hosts file, the non-root login `admin` with sudo): Patroni +
+etcd, the agents' one address on the leader. The scenarios run in file order on one cluster:
+the cluster as deployed, a second deploy, then `kill -9` of the leader's postmaster, power-off
+and network cut under a write load from agents through the one address, the old leader
+rejoining by itself, a deploy after each, a switchover, backups and a restore drill after the
+failovers, and the readiness checks."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from bgdb import patroni
+from bgdb import patroni, restore
 from deploy.runner import DeployResult, run_deploy
 from sandbox import hosts as sandbox_hosts
 from sandbox import network, paths
@@ -50,7 +52,11 @@ pytestmark = pytest.mark.integration
 RELEASE = os.environ.get("BGDB_HA_RELEASE", "12")
 SPECS = [sandbox_hosts.HostSpec("db1", ("postgres_primary",), RELEASE),
          sandbox_hosts.HostSpec("db2", ("postgres_replicas",), RELEASE),
-         sandbox_hosts.HostSpec("db3", ("postgres_replicas",), RELEASE)]
+         sandbox_hosts.HostSpec("db3", ("postgres_replicas",), RELEASE),
+         # the repository (HA mode needs one off the members), and a host to restore onto
+         sandbox_hosts.HostSpec("bk", ("backup",), RELEASE),
+         sandbox_hosts.HostSpec("spare", (), RELEASE)]
+DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 REST_PORT = 8008
 WRITERS = 4
 # Fresh-deploy readiness items that need evidence no host state gives (test_real_hosts.py).
@@ -72,6 +78,18 @@ class Cluster:
     def host(self, name: str) -> sandbox_hosts.Host:
         return next(h for h in self.lab.hosts if h.name == name)
 
+    @property
+    def members(self) -> list[sandbox_hosts.Host]:
+        return [h for h in self.lab.hosts if DB_GROUPS & set(h.groups)]
+
+    @property
+    def backup_host(self) -> str:
+        return next(h.name for h in self.lab.hosts if "backup" in h.groups)
+
+    @property
+    def spare(self) -> str:
+        return next(h.name for h in self.lab.hosts if not h.groups)
+
     def ssh(self, name: str, command: str, timeout: float = 60) -> str:
         """As the operator: `admin` over SSH, sudo for root."""
         out = admin_ssh(self.lab, self.host(name).address,
@@ -82,7 +100,7 @@ class Cluster:
     def view(self) -> dict[str, Any]:
         """Patroni's GET /cluster as most members that answer see it ({} if none answers)."""
         views: list[dict[str, Any] | None] = []
-        for h in self.lab.hosts:
+        for h in self.members:
             try:
                 with urllib.request.urlopen(f"http://{h.address}:{REST_PORT}/cluster",
                                             timeout=1) as r:
@@ -122,7 +140,7 @@ def deployed(cluster: Cluster) -> Cluster:
 
 
 def vip_holders(cluster: Cluster, vip: str | None = None) -> list[str]:
-    return [h.name for h in cluster.lab.hosts
+    return [h.name for h in cluster.members
             if f" {vip or cluster.vip}/" in cluster.ssh(h.name, "ip -o -4 addr show")]
 
 
@@ -154,7 +172,7 @@ def test_cluster_formed(cluster: Cluster) -> None:
         assert conn.execute("SELECT pg_is_in_recovery(), count(*) >= 0 FROM agents"
                             ).fetchone() == (True, True)
     # etcd's metrics listener, which Prometheus's etcd job scrapes (the quorum alerts)
-    for h in cluster.lab.hosts:
+    for h in cluster.members:
         with urllib.request.urlopen(f"http://{h.address}:2381/metrics", timeout=5) as r:
             assert "etcd_server_has_leader 1" in r.read().decode(), h.name
 
@@ -392,6 +410,73 @@ def test_planned_switchover_under_load(cluster: Cluster) -> None:
     no_changes(cluster)
 
 
+STANZA = "bgdb"
+STATUS_DIR = "/var/lib/bgdb/status"
+
+
+def repo_info(cluster: Cluster) -> dict[str, Any]:
+    """`pgbackrest info` of the stanza, read on the backup host."""
+    out = cluster.ssh(cluster.backup_host, f"runuser -u pgbackrest -- pgbackrest --stanza={STANZA} "
+                            "--output=json info")
+    return dict(json.loads(out)[0])
+
+
+def run_backup_job(cluster: Cluster, unit: str) -> dict[str, Any]:
+    """Start a backup timer's job on the backup host (as its timer would) and wait: its status."""
+    cluster.ssh(cluster.backup_host, f"systemctl start {unit}.service", timeout=300)
+    name = unit.removeprefix("bgdb-")
+    status = json.loads(cluster.ssh(cluster.backup_host, f"cat {STATUS_DIR}/{name}.json"))
+    return dict(status)
+
+
+def test_backups_follow_the_leader(cluster: Cluster) -> None:
+    """After the failovers, whoever leads archives into the backup host's repository on its
+    own timeline, the stanza stays valid, and a differential backup copies its files from a
+    standby (the leader only starts and stops it)."""
+    cluster = deployed(cluster)
+    view = cluster.view()
+    leader = cluster.leader()
+    assert leader is not None, view
+    timeline = next(m["timeline"] for m in view["members"] if m["name"] == leader)
+    # `check` switches WAL on the leader and waits until the segment is in the repository.
+    cluster.ssh(leader, f"runuser -u postgres -- pgbackrest --stanza={STANZA} check")
+    info = repo_info(cluster)
+    assert info["status"]["code"] == 0, info["status"]
+    newest = max(a["max"] for a in info["archive"] if a.get("max"))
+    print(f"{leader} leads on timeline {timeline}; newest archived WAL {newest}")
+    assert int(newest[:8], 16) == timeline, f"newest archived WAL {newest}, leader on {timeline}"
+    status = run_backup_job(cluster, "bgdb-backup-diff")
+    assert status["ok"] and "from the leader" not in status["message"], status
+    log = cluster.ssh(cluster.backup_host,
+                      "journalctl -u bgdb-backup-diff.service -n 400 --no-pager -o cat")
+    standby = [line for line in log.splitlines() if "on the standby" in line]
+    print(f"backup: {status['message']}; " + " / ".join(standby[-2:]))
+    assert standby, f"the backup did not copy from a standby:\n{log[-2000:]}"
+
+
+def test_restore_drill_onto_a_spare(cluster: Cluster) -> None:
+    """`bgdb.restore --to spare` (as in the README) after the failovers: the source is the
+    leader now; the restored copy holds exactly the rows the leader holds."""
+    cluster = deployed(cluster)
+    leader = cluster.leader()
+    assert leader is not None
+    count = shlex.quote(restore.COUNT_SQL)
+    before = json.loads(cluster.ssh(leader, "runuser -u postgres -- psql -XAtq -d "
+                                            f"background_agents -c {count}"))
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "bgdb.restore", "--to", cluster.spare, "--yes"],
+                         cwd=REPO, env={**os.environ, **cluster.env}, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads(cluster.ssh(leader, f"cat {STATUS_DIR}/{restore.RECORD}"))
+    print(f"restore drill from {leader} onto {cluster.spare} in {time.monotonic() - started:.0f}s: "
+          f"backup {record['backup_label']}, {record['rows_verified']} rows")
+    assert record["ok"] and (record["source"], record["target"]) == (leader, cluster.spare), \
+        record
+    assert record["tables"] == before, \
+        {t: (n, record["tables"].get(t)) for t, n in before.items() if record["tables"].get(t) != n}
+
+
 def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
     """Each HA readiness check fails with its message when its part is broken: Patroni stopped
     on both replicas (members, sync standby), etcd stopped on one, the agents' address taken
@@ -400,7 +485,7 @@ def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
     cluster = deployed(cluster)
     leader = cluster.leader()
     assert leader is not None
-    a, b = sorted(h.name for h in cluster.lab.hosts if h.name != leader)
+    a, b = sorted(h.name for h in cluster.members if h.name != leader)
     unit = cluster.ssh(a, "systemctl list-units --plain --no-legend 'patroni@*' | cut -d' ' -f1")
     # keepalived stopped on the leader takes the address away (the others stay in FAULT)
     breaks = [(a, f"systemctl stop {unit}; systemctl disable --now bgdb-maintenance-daily.timer"),
@@ -412,6 +497,8 @@ def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
         for name, command in breaks:
             cluster.ssh(name, command)
         code, failed, _, output = bgdb_check(cluster.env, tmp_path, "-k", "test_ha_")
+        # No standby to copy from: the backup job falls back to the leader alone.
+        alone = run_backup_job(cluster, "bgdb-backup-diff")
     finally:
         for name, command in restores:
             cluster.ssh(name, command)
@@ -424,6 +511,8 @@ def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
     }
     print("HA checks on the broken cluster: " + "; ".join(f"{n}: {m}" for n, m in failed.items()))
     assert code == 1, output[-3000:]
+    print(f"backup without a standby: {alone['message']}")
+    assert alone["ok"] and "from the leader (no standby available)" in alone["message"], alone
     for name, message in expected.items():
         assert name in failed, f"{name} did not fail: {sorted(failed)}\n{output[-3000:]}"
         assert message in failed[name], f"{name}: {failed[name]}"
@@ -434,7 +523,8 @@ def test_ha_checks_fail_when_broken(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_checks_green_after_the_failovers(cluster: Cluster, tmp_path: Path) -> None:
-    """`bgdb check` finds the leader through Patroni: green but for the load-test evidence."""
+    """`bgdb check` finds the leader through Patroni: green but for the load-test evidence
+    (backups, archiving and the restore drill included)."""
     _, failed, passed, output = bgdb_check(cluster.env, tmp_path)
     unexpected = {n: m for n, m in failed.items() if not n.startswith(EVIDENCE_ITEMS)}
     print(f"bgdb check: {passed} passed, failed {sorted(failed)}")

@@ -31,7 +31,7 @@ def both_sides(**extra: object) -> tuple[str, str]:
     data = Data({**BASE, **extra}, env={})
     bk, pg = backup_settings(data), postgres_settings(data)
     db = backup.pgbackrest_conf(bk, pg, None, repo_host="10.0.0.9")
-    repo = backup.pgbackrest_conf(bk, pg, "KEY", pg_host="10.0.0.5")
+    repo = backup.pgbackrest_conf(bk, pg, "KEY", pg_hosts=["10.0.0.5"])
     return db, repo
 
 

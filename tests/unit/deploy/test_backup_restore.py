@@ -59,3 +59,22 @@ def test_with_a_backup_host_the_repository_is_copied_from_it() -> None:
     with pytest.raises(RestoreError, match="bk is the backup host"):
         make_plan(hosts, None, "bk", None, delta=False)
     assert make_plan(HOSTS, "db1", "spare", None, delta=False).repo_holder.name == "db1"
+
+
+def test_ha_mode_restores_the_leaders_repository_onto_a_spare_only() -> None:
+    data = {**DATA, "backup_repo_host": "10.0.0.19", "postgres_ha": True,
+            "postgres_ha_vip": "10.0.0.100"}
+    hosts = [InventoryHost("db1", "10.0.0.11", ("postgres_primary",), dict(data)),
+             InventoryHost("db2", "10.0.0.13", ("postgres_replicas",), dict(data)),
+             InventoryHost("db3", "10.0.0.14", ("postgres_replicas",), dict(data)),
+             InventoryHost("spare", "10.0.0.12", (), dict(data)),
+             InventoryHost("bk", "10.0.0.19", ("backup",), dict(data))]
+    plan = make_plan(hosts, None, "spare", None, delta=False, leader="db3")
+    assert (plan.source.name, plan.target.name, plan.repo_holder.name) == ("db3", "spare", "bk")
+    assert plan.pg.unit.startswith("postgresql@")  # the copy is no Patroni member
+    for target in (None, "db1", "db2"):  # in place, or onto another member
+        with pytest.raises(RestoreError, match="HA mode: db.* is a Patroni member; restore "
+                           "onto a spare host"):
+            make_plan(hosts, None, target, None, delta=False, leader="db1" if target else "db3")
+    with pytest.raises(RestoreError, match="HA mode: no member leads now"):
+        make_plan(hosts, None, "spare", None, delta=False, leader=None)

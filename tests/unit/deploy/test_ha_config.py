@@ -52,6 +52,14 @@ def _hosts(n: int, **data: object) -> list[tuple[str, list[str], object, str]]:
 
 def test_topology_accepts_three_members() -> None:
     check_ha_topology(_hosts(3))  # type: ignore[arg-type]
+    check_ha_topology(_hosts(3), ["bk"])  # type: ignore[arg-type]
+
+
+def test_ha_needs_a_backup_host() -> None:
+    """The repository cannot live on a member: the settings check says so before any host."""
+    with pytest.raises(SettingsError, match=r"settings error: backup = \[\]: HA mode needs a "
+                       "host in group backup"):
+        check_ha_topology(_hosts(3), [])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("hosts", "message"), [

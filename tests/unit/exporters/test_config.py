@@ -85,6 +85,7 @@ def test_sql_params_are_what_the_sql_files_use() -> None:
         ({"sql_dir": "/nonexistent"}, "sql_dir"),
         ({"log_level": "LOUD"}, "log_level"),
         ({"no_such_setting": 1}, "no_such_setting"),
+        ({"patroni_url": "10.0.0.1:8008/patroni"}, "patroni_url"),
     ],
 )
 def test_bad_settings_name_the_key(values: dict[str, object], key: str) -> None:
