@@ -64,6 +64,10 @@ if {"postgres_primary", "postgres_replicas"} & set(host.groups):
 # roles and the schema, asked from Patroni when the operations run (deploy/ha.py).
 HA = {"postgres_primary", "postgres_replicas"} & set(host.groups) and ha_settings(data).enabled
 if HA:
+    try:
+        hostfacts.check_ha_release(host.get_fact(hostfacts.Facts), host.name)
+    except SettingsError as exc:
+        raise DeployError(str(exc)) from None
     members = ha.members_of([*inventory.get_group("postgres_primary", []),
                              *inventory.get_group("postgres_replicas", [])])
     leads = ha.install_ha(pg, app, ha_settings(data), members,

@@ -90,6 +90,19 @@ def check_installable(pg: PostgresSettings, h: Any) -> None:
                             f"(no apt candidate){hint}")
 
 
+def check_ha_release(facts: HostFacts, name: str) -> None:
+    """HA mode on a release whose Patroni cannot run our etcd layout stops the deploy before any
+    change. Debian 11's Patroni 2.0.2 learns etcd's version only while discovering the etcd
+    members; with fixed endpoints (`use_proxies`, which keeps a cut-off member from reading its
+    own stale etcd: deploy/ha_config.py) it never does, and exits on start ("'>=' not supported
+    between instances of 'NoneType' and 'tuple'", seen on a Debian 11 lab)."""
+    if facts.os_id == "debian" and facts.os_version.isdigit() and int(facts.os_version) < 12:
+        raise SettingsError(f"postgres_ha of {name}", True,
+                            f"HA mode needs Debian 12 or 13 on every member; {name} runs "
+                            f"{facts.describe}, whose Patroni 2.0 cannot use etcd's v3 API "
+                            "through fixed endpoints")
+
+
 class Facts(FactBase[HostFacts]):
     """pyinfra's side of COMMAND."""
 

@@ -63,3 +63,14 @@ def test_psycopg3_from_the_archive_or_brought_on_debian_11(release: str,
     assert pylibs.needs_wheels(facts(release)) == (release == "11")
     # Pinned to the 3.2 series: the last psycopg for bullseye's Python 3.9.
     assert pylibs.WHEELS[0].startswith("psycopg-3.2.")
+
+
+def test_ha_mode_refuses_debian_11_before_any_change() -> None:
+    """Patroni 2.0.2 (Debian 11) exits on start with our etcd layout (seen on a lab)."""
+    bullseye = hostfacts.HostFacts(2097152, 2, "debian", "11", "bullseye")
+    with pytest.raises(SettingsError, match=r"settings error: postgres_ha of db1 = True: HA mode "
+                       r"needs Debian 12 or 13 on every member; db1 runs debian 11 \(bullseye\)"):
+        hostfacts.check_ha_release(bullseye, "db1")
+    for release, codename in (("12", "bookworm"), ("13", "trixie")):
+        hostfacts.check_ha_release(hostfacts.HostFacts(2097152, 2, "debian", release, codename),
+                                   "db1")
