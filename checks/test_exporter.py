@@ -127,6 +127,9 @@ def test_exporter_metrics(primary: Target) -> None:
         assert seen == {"bgdb_patroni_up": [1.0], "bgdb_patroni_leader": [1.0]}, \
             f"the exporter's view of Patroni: {seen} (expected it to answer and lead): " \
             "patroni_url in the exporter's config, Patroni's REST API"
+        absent = [n for n in ("bgdb_patroni_pending_restart",
+                              "bgdb_patroni_dcs_last_seen_age_seconds") if n not in found]
+        assert not absent, f"Patroni metrics the alerts use are missing: {absent}"
 
 
 def test_exporter_credentials_private(primary: Target) -> None:
