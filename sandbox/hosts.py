@@ -153,9 +153,17 @@ def down(lab_name: str) -> None:
     lab_dir = paths.LABS / lab_name
     hosts = lab.hosts if lab else []
     names = {h.name for h in hosts} | _dirs(lab_dir / "hosts")
+    # Every host powers off at once (a clean poweroff takes seconds: PostgreSQL, Patroni, etcd
+    # stopping); _stop then waits for each.
+    signalled = set()
+    for h in hosts:
+        if h.pid is not None and _alive(h.pid):
+            os.kill(h.pid, signal.SIGTERM)
+            signalled.add(h.pid)
     for name in sorted(names):
         host = next((h for h in hosts if h.name == name), None)
-        _stop(name, host.pid if host else None)
+        _stop(name, host.pid if host else None, signalled=host is not None
+              and host.pid in signalled)
         network.remove_host_network(name, IPv4Address(host.address) if host else None)
         _unmount_tree(lab_dir / "hosts" / name)
         _remove_cgroup(name)
@@ -361,11 +369,13 @@ def _free_lab_index(lab_name: str) -> int:
 
 # --- stopping ---------------------------------------------------------------------------------
 
-def _stop(name: str, pid: int | None) -> None:
-    """SIGTERM to nspawn powers the container off cleanly; SIGKILL on nspawn would leave it
-    running, so on timeout we kill every process in the container's cgroup instead."""
+def _stop(name: str, pid: int | None, signalled: bool = False) -> None:
+    """SIGTERM to nspawn powers the container off cleanly (`signalled`: already sent); SIGKILL
+    on nspawn would leave it running, so on timeout we kill every process in the container's
+    cgroup instead."""
     if pid is not None and _alive(pid):
-        os.kill(pid, signal.SIGTERM)
+        if not signalled:
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
