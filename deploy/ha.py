@@ -24,7 +24,8 @@ from deploy.settings import AppSettings, Data, HaSettings, PostgresSettings, bac
 # python3-etcd by name: patroni depends on "python3-etcd | python3-consul | ...", and on Debian
 # 13 apt settles it with consul, so Patroni 4.0 there finds no etcd module ("Available
 # implementations: consul, kubernetes") and never starts. Debian 12's install already has it.
-PACKAGES = ["etcd-server", "etcd-client", "patroni", "python3-etcd", "keepalived", "curl"]
+PACKAGES = ["etcd-server", "etcd-client", "patroni", "python3-etcd", "keepalived", "curl",
+            "iproute2"]
 SYSCTL = "/etc/sysctl.d/61-bgdb-ha.conf"
 REST_CURLRC = f"{ha_config.PATRONI_DIR}/rest.curlrc"  # the REST login for the deploy's curl
 
@@ -245,6 +246,9 @@ def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> certs.
 
 
 def _keepalived(ha: HaSettings, me: Member, members: Sequence[Member]) -> None:
+    uploads.put(name="Install keepalived's address check",
+                src=StringIO(ha_config.VIP_CHECK_SCRIPT), dest=ha_config.VIP_CHECK,
+                mode="0755", create_remote_dir=True)
     conf = uploads.put(name="Configure keepalived (the agents' address on the leader)",
                        src=StringIO(ha_config.keepalived_conf(ha, me, members)),
                        dest="/etc/keepalived/keepalived.conf", mode="0640",

@@ -25,6 +25,19 @@ REPLICATOR = "bgdb_replicator"
 REWIND = "bgdb_rewind"
 REST_USER = "bgdb_patroni"
 PGBOUNCER_IDENT = "bgdb_pgbouncer  postgres  pgbouncer"
+VIP_CHECK = "/usr/local/lib/bgdb/vip-check"  # keepalived's check of a floating address
+
+# $1: Patroni's endpoint that must answer 200 on this member; $2: the floating address it
+# guards. When the endpoint fails, every connection made to the address here is reset (ss -K)
+# *before* keepalived lets the address go: a reset sent once the address is gone never leaves
+# the host (seen in a switchover: the agents' queries waiting in the old leader's PgBouncer
+# heard nothing until their TCP keepalive, ~10 s later).
+VIP_CHECK_SCRIPT = """#!/bin/sh
+# Managed by background-agents-db (deploy/ha_config.py): keepalived's check of an address.
+/usr/bin/curl -sf -o /dev/null --max-time 1 "$1" && exit 0
+[ -n "$2" ] && /usr/bin/ss -K -tn src "$2" >/dev/null 2>&1
+exit 1
+"""
 
 # Parameters Patroni takes from the cluster-wide configuration in etcd only (its command-line
 # options): a local value would be ignored, so the deploy keeps them in etcd (bootstrap.dcs,
@@ -231,10 +244,10 @@ def keepalived_conf(ha: HaSettings, me: Member, members: Sequence[Member]) -> st
     answering /replica bids 50 higher."""
     peers = "\n".join(f"    {m.address}" for m in members if m.name != me.name)
 
-    def check(name: str, path: str, weight: int = 0) -> str:
+    def check(name: str, path: str, weight: int = 0, address: str = "") -> str:
         url = f"http://{me.address}:{ha.rest_port}/{path}"
         return f"""vrrp_script {name} {{
-  script "/usr/bin/curl -sf -o /dev/null --max-time 1 {url}"
+  script "{VIP_CHECK} {url}{f" {address}" if address else ""}"
   interval 1
   timeout 2
   fall 1
@@ -264,6 +277,8 @@ vrrp_instance {name} {{
 }}
 """
 
+    leader = check("bgdb_leader", "primary", address=str(ha.vip)) + instance(
+        f"bgdb_{ha.scope}", router_id(ha.scope), str(ha.vip), ["bgdb_leader"])
     text = f"""# Managed by background-agents-db (deploy/ha.py)
 global_defs {{
   router_id {me.name}
@@ -274,10 +289,10 @@ global_defs {{
   vrrp_version 3
 }}
 
-{check("bgdb_leader", "primary")}{instance(f"bgdb_{ha.scope}", router_id(ha.scope), str(ha.vip),
-                                           ["bgdb_leader"])}"""
+{leader}"""
     if ha.readonly_vip:
-        text += "\n" + check("bgdb_readable", "read-only") + check("bgdb_replica", "replica", 50)
+        text += "\n" + check("bgdb_readable", "read-only", address=ha.readonly_vip) + check(
+            "bgdb_replica", "replica", 50)
         text += instance(f"bgdb_{ha.scope}_ro", router_id(f"{ha.scope}-ro"), ha.readonly_vip,
                          ["bgdb_readable", "bgdb_replica"])
     return text
