@@ -198,6 +198,34 @@ def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
     return Run(label, tps, pct(latencies, 0.50), pct(latencies, 0.95), failed, note)
 
 
+# What the server did besides the bench during a step (the open loop's tail swings 3-180 ms at
+# one offered rate depending on what ran before): checkpoints and the buffers they wrote,
+# autovacuum/autoanalyze runs in the application database, WAL written. PostgreSQL 17 moved
+# the checkpoint counters to pg_stat_checkpointer.
+ACTIVITY_SQL = {
+    "old": "SELECT checkpoints_timed + checkpoints_req, buffers_checkpoint FROM pg_stat_bgwriter",
+    "17": "SELECT num_timed + num_requested, buffers_written FROM pg_stat_checkpointer",
+}
+VACUUMS_SQL = "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0), {wal} " \
+    "FROM pg_stat_all_tables"
+
+
+def activity(t: Target) -> tuple[int, int, int, int]:
+    """(checkpoints, checkpoint buffers, autovacuum + autoanalyze runs, WAL bytes) so far."""
+    version = int(t.value("SHOW server_version_num") or 0)
+    ckpt = sql(t, ACTIVITY_SQL["17" if version >= 170000 else "old"])[0]
+    # pg_stat_wal: PostgreSQL 14+ (Debian 11's 13 reports 0 WAL)
+    wal = "(SELECT wal_bytes FROM pg_stat_wal)" if version >= 140000 else "0"
+    vac = sql(t, VACUUMS_SQL.format(wal=wal))[0]
+    return int(ckpt[0]), int(ckpt[1]), int(vac[0]), int(float(vac[1]))
+
+
+def activity_note(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> str:
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    return (f"server meanwhile: {d[0]} checkpoint(s) writing {d[1]} buffers, "
+            f"{d[2]} autovacuum/analyze runs, {d[3] / 2**20:.0f} MiB WAL")
+
+
 def pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
@@ -339,9 +367,11 @@ def main() -> int:
         print(f"open loop: pgbench -R, 256 clients, PgBouncer TLS ({bouncer_mode})")
         best = None
         for rate in OPEN_RATES:
+            before = activity(t)
             r = pgbench(f"offered {rate} TPS", pooled, clients=256, seconds=n, mode=bouncer_mode,
                         rate=rate)
             print(r.line(), flush=True)
+            print(f"    {activity_note(before, activity(t))}", flush=True)
             if r.p95 < P95_GOAL_MS and not r.failed:
                 best = rate
             elif rate >= 4000:
