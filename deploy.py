@@ -51,40 +51,39 @@ app = app_settings(data)
 if {"postgres_primary", "postgres_replicas", "backup"} & set(host.groups):
     upgrades.write_config(upgrade_settings(data))
 
-if {"postgres_primary", "postgres_replicas"} & set(host.groups):
-    # The PostgreSQL major follows the host's distribution unless set; a set one that this
-    # host cannot install stops here, before any operation.
-    try:
-        pg = rpg = hostfacts.host_postgres(host)
-        hostfacts.check_installable(pg, host)
-    except SettingsError as exc:
-        raise DeployError(str(exc)) from None  # pyinfra prints it as one line
-
 # HA mode (postgres_ha): every database host is a Patroni member; whoever leads now gets the
 # roles and the schema, asked from Patroni when the operations run (deploy/ha.py).
 HA = {"postgres_primary", "postgres_replicas"} & set(host.groups) and ha_settings(data).enabled
-if HA:
+
+if {"postgres_primary", "postgres_replicas"} & set(host.groups):
+    # The PostgreSQL major follows the host's distribution unless set; a set one that this
+    # host cannot install, or HA mode on a release that cannot run it, stops here, before any
+    # operation.
     try:
-        hostfacts.check_ha_release(host.get_fact(hostfacts.Facts), host.name)
+        pg = rpg = hostfacts.host_postgres(host)
+        hostfacts.check_installable(pg, host)
+        if HA:
+            hostfacts.check_ha_release(host.get_fact(hostfacts.Facts), host.name)
     except SettingsError as exc:
-        raise DeployError(str(exc)) from None
+        raise DeployError(str(exc)) from None  # pyinfra prints it as one line
+
+if HA:
+    has, bk = ha_settings(data), backup_settings(data)
     members = ha.members_of([*inventory.get_group("postgres_primary", []),
                              *inventory.get_group("postgres_replicas", [])])
-    leads = ha.install_ha(pg, app, ha_settings(data), members,
+    leads = ha.install_ha(pg, app, has, members,
                           is_bootstrap="postgres_primary" in host.groups)
     bouncer = pgbouncer_settings(data, app, pg)
     role_limit = app_role_connection_limit(pg, bouncer)
     roles.configure_roles(pg, app, role_limit, _if=leads)
     pgbouncer.install_pgbouncer(pg, app, bouncer, sql_if=leads)
     schema.apply_migrations(pg, app, role_limit, apply_if=leads)
-    exporter.install_exporter(exporter_settings(data, pg), pg, app,
-                              backup_settings(data).status_file,
-                              patroni_url=ha.rest_url(ha_settings(data),
-                                                      str(host.data.get("service_address")),
-                                                      "/patroni"))
+    me = next(m for m in members if m.name == host.name)
+    exporter.install_exporter(exporter_settings(data, pg), pg, app, bk.status_file,
+                              patroni_url=ha.rest_url(has, me.address, "/patroni"))
     # Partitions ahead, retention, ANALYZE: timers on every member, run by the leader only.
-    maintenance.configure_maintenance(maintenance_settings(data), backup_settings(data), pg,
-                                      app, after=f"{ha_config.unit(pg)}.service")
+    maintenance.configure_maintenance(maintenance_settings(data), bk, pg, app,
+                                      after=f"{ha_config.unit(pg)}.service")
 
 if "postgres_primary" in host.groups and not HA:
     replica_hosts = inventory.get_group("postgres_replicas", [])

@@ -42,9 +42,9 @@ from typing import Any
 
 BACKUP_STATUS = "backup.json"
 _VAR = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)=(?P<value>[A-Za-z0-9_.:-]+)$")
-# pgbackrest verify (2.45) exits 0 even when it finds invalid files: read its report.
 # pgBackRest's error when backup-standby=y finds no standby among the pgN-hosts.
 NO_STANDBY = "unable to find standby"
+# pgbackrest verify (2.45) exits 0 even when it finds invalid files: read its report.
 _VERIFY_PROBLEM = re.compile(r"status: error|\b(ERROR|WARN): ")
 
 Figures = dict[str, Any]
@@ -81,9 +81,14 @@ def run(cmd: Sequence[str], *, capture: bool = False, echo: bool = True,
 
 
 def must(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    proc = run(cmd, **kwargs)
+    return succeeded(cmd, run(cmd, **kwargs))
+
+
+def succeeded(cmd: Sequence[str], proc: subprocess.CompletedProcess[str]
+              ) -> subprocess.CompletedProcess[str]:
+    """proc, or a JobError naming the exit status and the last line of its captured stderr."""
     if proc.returncode != 0:
-        detail = (proc.stderr or "").strip().splitlines()[-1:] if kwargs.get("capture") else []
+        detail = (proc.stderr or "").strip().splitlines()[-1:]
         raise JobError(f"{cmd[0]} exited with {proc.returncode}" +
                        (f": {detail[0]}" if detail else ""))
     return proc
@@ -123,12 +128,10 @@ def job_backup(args: argparse.Namespace) -> tuple[Figures, str]:
         # HA mode (backup-standby=y) with no standby streaming: a backup from the leader alone
         # beats none (pgBackRest 2.45 has no backup-standby=prefer).
         log("no standby to copy from: backing up from the leader alone")
-        proc = run([*cmd[:-1], "--no-backup-standby", "backup"], capture=True)
+        cmd = [*cmd[:-1], "--no-backup-standby", "backup"]
+        proc = run(cmd, capture=True)
         where = " from the leader (no standby available)"
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        raise JobError(f"pgbackrest exited with {proc.returncode}" +
-                       (f": {detail[0]}" if detail else ""))
+    succeeded(cmd, proc)
     info = pgbackrest_info(args.stanza)
     if info is None:
         return {}, f"{args.type} backup done{where} (pgbackrest info unavailable)"

@@ -51,12 +51,10 @@ from deploy.settings import (
     SettingsError,
     app_settings,
     backup_settings,
-    ha_settings,
     postgres_settings,
 )
 
 RESTORE_REPO_ROOT = "/var/lib/pgbackrest-restore"  # copies of other hosts' repositories
-DB_GROUPS = {"postgres_primary", "postgres_replicas"}
 RECORD = "restore-drill.json"  # in the source's backup_status_dir; checks/test_evidence.py reads it
 
 
@@ -133,7 +131,7 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
     """`leader`: in HA mode, the member that leads now (Patroni's answer): the default source,
     whose WAL is pushed first and which keeps the record."""
     primaries = [h for h in hosts if "postgres_primary" in h.groups]
-    ha = bool(primaries) and ha_settings(Data(primaries[0].data)).enabled
+    ha = bool(patroni.members(hosts))
     if source:
         src = find_host(hosts, source)
     elif ha:
@@ -146,7 +144,7 @@ def make_plan(hosts: Sequence[InventoryHost], source: str | None, target: str | 
             raise RestoreError("no host in group postgres_primary: name one with --from")
         src = primaries[0]
     dst = find_host(hosts, target) if target else src
-    if ha and DB_GROUPS & set(dst.groups):
+    if ha and patroni.DB_GROUPS & set(dst.groups):
         # Patroni owns the members' PostgreSQL: a restore under it would race its restarts,
         # and a replaced member rejoins by cloning the leader anyway.
         raise RestoreError(f"HA mode: {dst.name} is a Patroni member; restore onto a spare "
