@@ -137,8 +137,17 @@ def monitoring_where(hosts: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def primary_or(host: str | None) -> InventoryHost:
+    """The host named, else the primary: in HA mode the member that leads now."""
+    if host:
+        return targets.select([host])[0]
+    from bgdb import patroni
+
+    return patroni.leader_host() or targets.select([], default_primary=True)[0]
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
-    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    inv = primary_or(args.host)
     return connect.run(inv, args.role, args.via, args.pgcli_args)
 
 
@@ -188,14 +197,14 @@ def cmd_troubleshoot(args: argparse.Namespace) -> int:
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
-    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    inv = primary_or(args.host)
     return maintenance.run(inv, args.period)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from bgdb import loadtest
 
-    inv = targets.select([], default_primary=True)[0]
+    inv = primary_or(None)
     return loadtest.run(inv, args.agents, args.duration, args.evidence,
                         confirm_existing_data=args.confirm_existing_data, cleanup=args.cleanup)
 
@@ -203,7 +212,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bgdb import report
 
-    inv = targets.select([args.host] if args.host else [], default_primary=True)[0]
+    inv = primary_or(args.host)
     return report.run(inv)
 
 

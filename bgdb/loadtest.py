@@ -1,7 +1,8 @@
-"""`bgdb loadtest`: bench/load_agents.py against the inventory's primary, through PgBouncer as
-the agents connect (TLS verify-full, the application role), recording the evidence the
-readiness check "load testing completed" reads. The password is read from the secrets and handed
-to the benchmark in-process: it is on no command line.
+"""`bgdb loadtest`: bench/load_agents.py against the inventory's primary (in HA mode: the
+agents' one address, on the leader), through PgBouncer as the agents connect (TLS verify-full,
+the application role), recording the evidence the readiness check "load testing completed"
+reads. The password is read from the secrets and handed to the benchmark in-process: it is on
+no command line.
 
 The benchmark's own rules hold (bgdb/loadtest_guard.py): only a database host of the inventory,
 --confirm-existing-data before loading a primary that holds other agents, and the run's rows are
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +23,7 @@ from bgdb.loadtest_guard import CONFIRM_FLAG
 from bgdb.targets import OperatorError
 from deploy import secrets
 from deploy.hostdata import InventoryHost
+from deploy.settings import Data, ha_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench" / "load_agents.py"
@@ -39,6 +42,9 @@ def _bench() -> ModuleType:
 
 def target_dsn(inv: InventoryHost) -> str:
     ep = connect.endpoint(inv, "app", "pgbouncer")
+    ha = ha_settings(Data(inv.data))
+    if ha.enabled and ha.vip:  # HA mode: the agents' one address, wherever the leader is
+        ep = replace(ep, host=ha.vip)
     password = secrets.password(ep.user, env=ep.password_env, generate=False)
     params = conninfo_to_dict(ep.dsn(secrets.secrets_dir() / "ca" / "ca.crt"))
     params.pop("application_name", None)  # the benchmark names its own sessions

@@ -32,6 +32,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from deploy.hostdata import InventoryHost
+from deploy.settings import Data, ha_settings
 
 PREFIX = "bgdb-loadtest-"
 AGENT_TYPE = "bgdb-loadtest"
@@ -86,6 +87,10 @@ def check_target(dsn: str, hosts: Sequence[InventoryHost]) -> str:
     if not named:
         raise Refused(f"load test target {dsn!r} names no host: it must be a database host of "
                       f"the inventory ({known})")
+    if set(named) <= _agents_addresses(db) and len(set(named)) == 1:
+        # HA mode: the agents' one address, on whichever member leads
+        params["hostaddr"] = named[0]
+        return make_conninfo(**params)  # type: ignore[arg-type]
     matches = {h.name: h for n in named for h in db if n in (h.name, h.address)}
     unknown = [n for n in named if not any(n in (h.name, h.address) for h in db)]
     if unknown:
@@ -100,6 +105,12 @@ def check_target(dsn: str, hosts: Sequence[InventoryHost]) -> str:
     params["hostaddr"] = host.address
     params.setdefault("host", host.address)
     return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def _agents_addresses(db: Sequence[InventoryHost]) -> set[str]:
+    """HA mode's floating address for the agents (postgres_ha_vip) of the database hosts."""
+    found = (ha_settings(Data(h.data)) for h in db)
+    return {ha.vip for ha in found if ha.enabled and ha.vip}
 
 
 # --- confirmation: a primary that holds other agents ---

@@ -70,6 +70,22 @@ def leader_name(view: dict[str, Any] | None) -> str | None:
                  if m.get("role") == "leader" and m.get("state") == "running"), None)
 
 
+def leader_host(inventory: Sequence[InventoryHost] | None = None) -> InventoryHost | None:
+    """HA mode: the member that leads now (Patroni's answer, not postgres_primary); None
+    outside HA mode."""
+    targets = members(inventory)
+    if not targets:
+        return None
+    view = first_view(targets)
+    name = leader_name(view)
+    if name is None:
+        raise OperatorError("HA mode: no member leads now ("
+                            + ("no member's Patroni answers" if view is None else
+                               ", ".join(f"{m.get('name')} {m.get('role')} {m.get('state')}"
+                                         for m in view.get("members", []))) + ")")
+    return next(t.inv for t in targets if t.name == name)
+
+
 def switchover(to: str | None = None, timeout: float = 60.0,
                say: Any = print) -> tuple[str, str, float]:
     """Hand the leadership over (to `to`, else Patroni's choice among the healthy standbys);

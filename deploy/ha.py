@@ -84,15 +84,29 @@ def sync_dcs(ha: HaSettings, address: str, wanted: dict[str, object]):
                f"application/json' -d {body} {rest_url(ha, address, '/config')} >/dev/null")
 
 
+def restart_command(ha: HaSettings, address: str) -> str:
+    """Patroni restarts the member's PostgreSQL if it still needs it (and answers when done)."""
+    body = shlex.quote(json.dumps({"restart_pending": True}))
+    return (f"curl -sf --max-time 120 -K {REST_CURLRC} -X POST -d {body} "
+            f"{rest_url(ha, address, '/restart')}")
+
+
+def settle_command(ha: HaSettings, address: str) -> str:
+    """After a configuration change: Patroni applies it in its next loop (SIGHUP, or the DCS
+    watch), so pending_restart shows up to two loops later; restart if it does."""
+    url = shlex.quote(rest_url(ha, address, "/patroni"))
+    return (f"for i in $(seq {2 * ha.loop_wait + 3}); do curl -s --max-time 2 {url} "
+            f"| grep -Eq '\"pending_restart\": ?true' && exec {restart_command(ha, address)}; "
+            "sleep 1; done; exit 0")
+
+
 @operation()
 def restart_pending(ha: HaSettings, address: str):
     """A member whose settings need a restart (Patroni's pending_restart) is restarted through
     Patroni, which keeps the cluster's view of it right."""
     state = host.get_fact(RestGet, url=rest_url(ha, address, "/patroni"))["body"] or {}
     if state.get("pending_restart"):
-        body = shlex.quote(json.dumps({"restart_pending": True}))
-        yield (f"curl -sf --max-time 120 -K {REST_CURLRC} -X POST -d {body} "
-               f"{rest_url(ha, address, '/restart')}")
+        yield restart_command(ha, address)
 
 
 def wait_command(urls: Sequence[str], what: str, timeout: int = 180) -> str:
@@ -151,6 +165,12 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
     dcs = ha_config.dcs_config(ha, conf)
     config = ha_config.patroni_config(pg, ha, me, members, ha_config.local_parameters(pg, conf),
                                       ha_config.hba_lines(hba, members), dcs, pw)
+    # Before this run changes anything: whether a settings change may leave a restart pending.
+    was_running = host.get_fact(hostfacts.UnitProperty, unit=pg.unit,
+                                prop="ActiveState") == "active"
+    dcs_now = host.get_fact(RestGet, url=rest_url(ha, me.address, "/config")) if was_running \
+        else {"status": 0}
+    dcs_stale = dcs_now["status"] == 200 and bool(dcs_differs(dcs_now["body"], dcs))
     patroni_yml = uploads.put(name="Write Patroni's configuration (passwords: 0600)",
                               src=StringIO(ha_config.dump(config)),
                               dest=ha_config.config_path(pg), user="postgres", group="postgres",
@@ -202,8 +222,18 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
 
     sync_dcs(name="Keep the cluster-wide settings in etcd (on the leader)", ha=ha,
              address=me.address, wanted=dcs, _if=leads)
-    restart_pending(name="Restart PostgreSQL through Patroni if a setting needs it", ha=ha,
-                    address=me.address)
+
+    def changed() -> bool:  # a running member's settings changed in this run
+        return was_running and (patroni_yml.did_change() or dcs_stale)
+
+    # One member at a time, the replicas first: the leader's restart is the agents' pause.
+    for role, is_role in (("a replica", lambda: not leads()), ("the leader", leads)):
+        restart_pending(name=f"Restart PostgreSQL through Patroni if a setting needs it "
+                        f"({role})", ha=ha, address=me.address, _serial=True,
+                        _if=[is_role, lambda: not changed()])
+        server.shell(name=f"Restart PostgreSQL through Patroni once it flags the changed "
+                     f"settings ({role})", commands=[settle_command(ha, me.address)],
+                     _serial=True, _if=[is_role, changed])
     _keepalived(ha, me, members)
     return leads
 
@@ -247,7 +277,7 @@ def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> certs.
 
 def _keepalived(ha: HaSettings, me: Member, members: Sequence[Member]) -> None:
     uploads.put(name="Install keepalived's address check",
-                src=StringIO(ha_config.VIP_CHECK_SCRIPT), dest=ha_config.VIP_CHECK,
+                src=StringIO(ha_config.vip_check_script()), dest=ha_config.VIP_CHECK,
                 mode="0755", create_remote_dir=True)
     conf = uploads.put(name="Configure keepalived (the agents' address on the leader)",
                        src=StringIO(ha_config.keepalived_conf(ha, me, members)),

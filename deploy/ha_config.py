@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from deploy.render import render
 from deploy.settings import HaSettings, PostgresSettings
 
 PATRONI_DIR = "/etc/patroni"
@@ -26,18 +27,6 @@ REWIND = "bgdb_rewind"
 REST_USER = "bgdb_patroni"
 PGBOUNCER_IDENT = "bgdb_pgbouncer  postgres  pgbouncer"
 VIP_CHECK = "/usr/local/lib/bgdb/vip-check"  # keepalived's check of a floating address
-
-# $1: Patroni's endpoint that must answer 200 on this member; $2: the floating address it
-# guards. When the endpoint fails, every connection made to the address here is reset (ss -K)
-# *before* keepalived lets the address go: a reset sent once the address is gone never leaves
-# the host (seen in a switchover: the agents' queries waiting in the old leader's PgBouncer
-# heard nothing until their TCP keepalive, ~10 s later).
-VIP_CHECK_SCRIPT = """#!/bin/sh
-# Managed by background-agents-db (deploy/ha_config.py): keepalived's check of an address.
-/usr/bin/curl -sf -o /dev/null --max-time 1 "$1" && exit 0
-[ -n "$2" ] && /usr/bin/ss -K -tn src "$2" >/dev/null 2>&1
-exit 1
-"""
 
 # Parameters Patroni takes from the cluster-wide configuration in etcd only (its command-line
 # options): a local value would be ignored, so the deploy keeps them in etcd (bootstrap.dcs,
@@ -237,79 +226,16 @@ def router_id(scope: str) -> int:
 
 
 def keepalived_conf(ha: HaSettings, me: Member, members: Sequence[Member]) -> str:
-    """The agents' address follows the leader: only a member whose Patroni answers /primary
-    with 200 is not in FAULT, so only the leader holds the address (vip-manager's model with
-    Debian's keepalived; see README "High availability"). The read-only address (if set) is
-    held by a member that answers /read-only (leader or running replica), a replica first: one
-    answering /replica bids 50 higher."""
-    peers = "\n".join(f"    {m.address}" for m in members if m.name != me.name)
-
-    def check(name: str, path: str, weight: int = 0, address: str = "") -> str:
-        url = f"http://{me.address}:{ha.rest_port}/{path}"
-        return f"""vrrp_script {name} {{
-  script "{VIP_CHECK} {url}{f" {address}" if address else ""}"
-  interval 1
-  timeout 2
-  fall 1
-  rise 1{f"{chr(10)}  weight {weight}" if weight else ""}
-}}
-"""
-
-    def instance(name: str, router: int, address: str, scripts: Sequence[str]) -> str:
-        tracked = "\n".join(f"    {s}" for s in scripts)
-        return f"""
-vrrp_instance {name} {{
-  state BACKUP
-  interface {ha.vip_interface}
-  virtual_router_id {router}
-  priority 100
-  advert_int 0.5
-  unicast_src_ip {me.address}
-  unicast_peer {{
-{peers}
-  }}
-  virtual_ipaddress {{
-    {address}/{ha.vip_prefix} dev {ha.vip_interface}
-  }}
-  track_script {{
-{tracked}
-  }}
-}}
-"""
-
-    leader = check("bgdb_leader", "primary", address=str(ha.vip)) + instance(
-        f"bgdb_{ha.scope}", router_id(ha.scope), str(ha.vip), ["bgdb_leader"])
-    text = f"""# Managed by background-agents-db (deploy/ha.py)
-global_defs {{
-  router_id {me.name}
-  script_user root
-  enable_script_security
-  # VRRPv3: sub-second adverts, so a member that starts to lead takes the address within
-  # ~2 s (3 adverts + skew) rather than ~4 s
-  vrrp_version 3
-}}
-
-{leader}"""
-    if ha.readonly_vip:
-        text += "\n" + check("bgdb_readable", "read-only", address=ha.readonly_vip) + check(
-            "bgdb_replica", "replica", 50)
-        text += instance(f"bgdb_{ha.scope}_ro", router_id(f"{ha.scope}-ro"), ha.readonly_vip,
-                         ["bgdb_readable", "bgdb_replica"])
-    return text
+    """The agents' address on the leader (and the read-only one on a replica) with Debian's
+    keepalived: templates/keepalived.conf.j2 says how."""
+    return render("keepalived.conf.j2", ha=ha, me=me, vip_check=VIP_CHECK,
+                  peers=[m for m in members if m.name != me.name],
+                  router=router_id(ha.scope), router_ro=router_id(f"{ha.scope}-ro"))
 
 
-BASE_CONF = """# Managed by background-agents-db: Patroni's postgresql.conf includes it first.
-# Every setting is in Patroni's configuration ({path}, postgresql.parameters).
-datestyle = 'iso, mdy'
-timezone = 'Etc/UTC'
-log_timezone = 'Etc/UTC'
-lc_messages = '{locale}'
-lc_monetary = '{locale}'
-lc_numeric = '{locale}'
-lc_time = '{locale}'
-default_text_search_config = 'pg_catalog.english'
-"""
+def vip_check_script() -> str:
+    return render("vip-check.j2")
 
 
 def base_conf(pg: PostgresSettings) -> str:
-    return BASE_CONF.format(path=config_path(pg), locale=pg.locale)
+    return render("bgdb-base.conf.j2", path=config_path(pg), locale=pg.locale)

@@ -113,6 +113,10 @@ class Facts(FactBase[HostFacts]):
         return parse(output)
 
 
+LIST_FETCH = ("for try in 1 2 3; do timeout -k 10 180 apt-get update -qq -o Acquire::Retries=2 "
+              ">/dev/null 2>&1 && break; [ $try = 3 ] && false; done")
+
+
 class AptCandidate(FactBase[str]):
     """The version apt would install of a package ('' when none); reads the package lists,
     fetching them first on a host that has never had any (a fresh image). That fetch touches
@@ -120,8 +124,10 @@ class AptCandidate(FactBase[str]):
     after it does not fetch the lists a second time."""
 
     def command(self, package: str) -> str:
+        # Bounded and retried: an apt-get update whose mirror stops answering mid-transfer can
+        # wait for ever (seen on a lab host: 7 minutes, no connection left open).
         return ("ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' "
-                "|| { apt-get update -qq >/dev/null 2>&1 && mkdir -p /var/lib/apt/periodic "
+                f"|| {{ {LIST_FETCH} && mkdir -p /var/lib/apt/periodic "
                 "&& touch /var/lib/apt/periodic/update-success-stamp; }; "
                 f"apt-cache policy {package} 2>/dev/null | sed -n 's/^ *Candidate: //p'")
 

@@ -1,4 +1,5 @@
-"""TCP_NODELAY on pyinfra's SSH connections.
+"""TCP_NODELAY on our SSH connections: pyinfra's (the deploy) and paramiko's (bgdb/remote.py:
+the readiness checks and the operator commands).
 
 Paramiko leaves Nagle's algorithm on: a command's small request packets wait for the ACK of the
 previous segment, which the host delays (~40 ms on Linux), so every command and fact cost ~45 ms
@@ -18,7 +19,11 @@ from pyinfra.connectors.ssh import SSHConnector
 
 def set_nodelay(connector: Any) -> bool:
     """On a connected SSH connector's socket; False when there is none (a proxy channel)."""
-    client = getattr(connector, "client", None)
+    return client_nodelay(getattr(connector, "client", None))
+
+
+def client_nodelay(client: Any) -> bool:
+    """On a connected paramiko SSHClient's socket; False when there is none."""
     transport = client.get_transport() if client is not None else None
     sock = getattr(transport, "sock", None)
     if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET,

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.api.command import MaskString
+from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server, systemd
 
@@ -199,6 +200,9 @@ def install_pgbouncer(pg: PostgresSettings, app: AppSettings, bouncer: PgBouncer
 
     # From the package apt installs (its candidate): 1.18 would refuse an unknown key.
     candidate = host.get_fact(hostfacts.AptCandidate, package="pgbouncer")
+    if not candidate:
+        raise DeployError(f"{host.name}: apt has no pgbouncer to install (`apt-cache policy "
+                          "pgbouncer` names no candidate): are its package lists fetched?")
     floating = ha_settings(Data(host.data.dict())).floating if pg.ha else []
     ini = render_ini(bouncer, pg, address, supports_prepared_statements(candidate), floating)
     restart_needed = restart_settings(host.get_fact(FileContents, path=INI)) != \

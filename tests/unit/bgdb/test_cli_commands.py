@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bgdb import cli, connect, monitoring, tables, targets
+from bgdb import cli, connect, monitoring, patroni, tables, targets
 from deploy.hostdata import InventoryHost
 
 
@@ -25,6 +25,11 @@ def test_select_defaults_to_every_db_host_primary_first_or_the_primary() -> None
     assert [h.name for h in targets.select([], HOSTS)] == ["db1", "db2"]
     assert [h.name for h in targets.select([], HOSTS, default_primary=True)] == ["db1"]
     assert [h.name for h in targets.select(["10.0.0.2", "db2"], HOSTS)] == ["db2"]
+
+
+def test_outside_ha_mode_no_leader_is_asked() -> None:
+    # HA mode's default host is Patroni's leader; otherwise the inventory's primary, no SSH.
+    assert patroni.leader_host(HOSTS) is None
 
 
 def test_select_refuses_unknown_and_non_database_hosts() -> None:

@@ -48,6 +48,19 @@ def test_anything_the_inventory_does_not_name_as_a_database_host_is_refused(dsn:
                                   f"inventory: {KNOWN}")
 
 
+def test_ha_modes_agent_address_is_a_target() -> None:
+    # The agents' one address (on whichever member leads), never a replica's read-only one.
+    ha = {"postgres_ha": True, "postgres_ha_vip": "10.0.1.49",
+          "postgres_ha_readonly_vip": "10.0.1.48"}
+    members = [InventoryHost(h.name, h.address, h.groups, ha) for h in HOSTS]
+    params = conninfo_to_dict(guard.check_target("host=10.0.1.49 dbname=x", members))
+    assert (params["host"], params["hostaddr"]) == ("10.0.1.49", "10.0.1.49")
+    with pytest.raises(guard.Refused, match="'10.0.1.48' is not a database host"):
+        guard.check_target("host=10.0.1.48 dbname=x", members)
+    with pytest.raises(guard.Refused, match="'10.0.1.49' is not a database host"):
+        guard.check_target("host=10.0.1.49 dbname=x", HOSTS)  # not in HA mode
+
+
 def test_a_dsn_without_host_or_with_a_service_or_two_hosts_is_refused() -> None:
     with pytest.raises(guard.Refused, match="names no host: it must be a database host"):
         guard.check_target("dbname=x", HOSTS)

@@ -141,7 +141,7 @@ def test_keepalived_follows_patronis_primary_endpoint() -> None:
     assert "    10.0.0.2\n    10.0.0.3\n" in conf and "unicast_src_ip 10.0.0.1" in conf
     # the check resets the connections made to the address before keepalived lets it go
     assert f'script "{ha_config.VIP_CHECK} http://10.0.0.1:8008/primary 10.0.0.100"' in conf
-    assert 'ss -K -tn src "$2"' in ha_config.VIP_CHECK_SCRIPT
+    assert 'ss -K -tn src "$2"' in ha_config.vip_check_script()
 
 
 def test_keepalived_read_only_address_prefers_a_replica() -> None:
