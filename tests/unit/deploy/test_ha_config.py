@@ -139,6 +139,7 @@ def test_keepalived_follows_patronis_primary_endpoint() -> None:
     assert "http://10.0.0.1:8008/primary" in conf
     assert "10.0.0.100/24 dev eth0" in conf
     assert "    10.0.0.2\n    10.0.0.3\n" in conf and "unicast_src_ip 10.0.0.1" in conf
+    assert "advert_int 0.2" in conf  # the address moves ~0.7 s after the new leader's check
     # the check resets the connections made to the address before keepalived lets it go
     assert f'script "{ha_config.VIP_CHECK} http://10.0.0.1:8008/primary 10.0.0.100"' in conf
     assert 'ss -K -tn src "$2"' in ha_config.vip_check_script()
@@ -155,6 +156,7 @@ def test_keepalived_read_only_address_prefers_a_replica() -> None:
     assert "http://10.0.0.2:8008/read-only" in conf and "http://10.0.0.2:8008/replica" in conf
     assert "bgdb_readable\n    bgdb_replica" in ro and "  weight 50\n" in conf
     assert f"virtual_router_id {ha_config.router_id('bgdb-ro')}" in ro
+    assert "advert_int 0.5" in ro
     assert ha_config.router_id("bgdb-ro") != ha_config.router_id("bgdb")
     assert ha.floating == ["10.0.0.100", "10.0.0.101"]
 
