@@ -171,6 +171,9 @@ def install_ha(pg: PostgresSettings, app: AppSettings, ha: HaSettings, members: 
     dcs_now = host.get_fact(RestGet, url=rest_url(ha, me.address, "/config")) if was_running \
         else {"status": 0}
     dcs_stale = dcs_now["status"] == 200 and bool(dcs_differs(dcs_now["body"], dcs))
+    uploads.put(name="Install Patroni's callback (etcd's leadership off the leader)",
+                src=StringIO(ha_config.etcd_leader_away_script(ha, me)),
+                dest=ha_config.ETCD_LEADER_AWAY, mode="0755", create_remote_dir=True)
     patroni_yml = uploads.put(name="Write Patroni's configuration (passwords: 0600)",
                               src=StringIO(ha_config.dump(config)),
                               dest=ha_config.config_path(pg), user="postgres", group="postgres",

@@ -27,6 +27,7 @@ REWIND = "bgdb_rewind"
 REST_USER = "bgdb_patroni"
 PGBOUNCER_IDENT = "bgdb_pgbouncer  postgres  pgbouncer"
 VIP_CHECK = "/usr/local/lib/bgdb/vip-check"  # keepalived's check of a floating address
+ETCD_LEADER_AWAY = "/usr/local/lib/bgdb/etcd-leader-away"  # Patroni's role change callback
 
 # Parameters Patroni takes from the cluster-wide configuration in etcd only (its command-line
 # options): a local value would be ignored, so the deploy keeps them in etcd (bootstrap.dcs,
@@ -206,6 +207,7 @@ def patroni_config(pg: PostgresSettings, ha: HaSettings, me: Member, members: Se
                 "rewind": {"username": REWIND, "password": passwords[REWIND], **ssl},
             },
             "parameters": dict(params),
+            "callbacks": {"on_start": ETCD_LEADER_AWAY, "on_role_change": ETCD_LEADER_AWAY},
             "pg_hba": list(hba),
             "pg_ident": [PGBOUNCER_IDENT],
         },
@@ -231,6 +233,12 @@ def keepalived_conf(ha: HaSettings, me: Member, members: Sequence[Member]) -> st
     return render("keepalived.conf.j2", ha=ha, me=me, vip_check=VIP_CHECK,
                   peers=[m for m in members if m.name != me.name],
                   router=router_id(ha.scope), router_ro=router_id(f"{ha.scope}-ro"))
+
+
+def etcd_leader_away_script(ha: HaSettings, me: Member) -> str:
+    return render("etcd-leader-away.j2", ca=CA, cert=f"{PATRONI_DIR}/etcd-client.crt",
+                  key=f"{PATRONI_DIR}/etcd-client.key",
+                  local=f"https://{me.address}:{ha.etcd_client_port}")
 
 
 def vip_check_script() -> str:

@@ -121,6 +121,13 @@ def test_patroni_gets_the_deploys_own_server_settings() -> None:
     assert parsed["etcd3"]["hosts"] == ["10.0.0.2:2379", "10.0.0.3:2379"]
     assert parsed["etcd3"]["use_proxies"] is True
     assert parsed["etcd3"]["protocol"] == "https"
+    # a member that starts to lead hands etcd's raft leadership away (its loss would renew the
+    # leader key's lease to a full ttl)
+    callbacks = parsed["postgresql"]["callbacks"]
+    assert callbacks == {"on_start": ha_config.ETCD_LEADER_AWAY,
+                         "on_role_change": ha_config.ETCD_LEADER_AWAY}
+    script = ha_config.etcd_leader_away_script(ha, MEMBERS[0])
+    assert "--endpoints=https://10.0.0.1:2379" in script and "move-leader" in script
     auth = parsed["postgresql"]["authentication"]
     assert auth["replication"]["sslmode"] == "verify-full"
 
