@@ -5,13 +5,21 @@ A failure is one of three kinds:
   NOT_APPLIED  the statement certainly did not change anything: it was never sent (no connection,
                pool exhausted, PgBouncer refused or timed out the client before a server was
                assigned), or the server rolled it back and said so (serialization failure,
-               deadlock, too many connections, database starting up). Retrying is always safe.
+               deadlock, too many connections, database starting up, a write refused by a
+               read-only server). Retrying is always safe.
   UNKNOWN      the connection broke after the statement was sent (connection lost, server
                terminated by pg_terminate_backend or a shutdown, PgBouncer lost its server).
                The statement may or may not have committed: a read is retried, a write is
                retried only after its outcome is established (see postgresql_adapter).
   PERMANENT    anything else (constraint violation, syntax error, statement timeout, ...):
                raised to the caller at once.
+
+A write refused because the server is read-only (SQLSTATE 25006) is, for a client of the agents'
+one address, a failover under way: the address still reaches the old leader, already restarted
+as a replica, for the second until it moves. It is retried for the whole time budget rather than
+a bounded number of attempts (is_read_only), and on a new connection (the old one may keep
+reaching the demoted server); a client pointed at a replica by mistake gets the server's error
+once the budget is spent.
 
 Backoff between attempts is "full jitter" exponential: a random delay in
 [0, min(max_delay, base_delay * 2**(attempt-1))], bounded in count and by a time budget.
@@ -43,6 +51,10 @@ ROLLED_BACK_SQLSTATES = frozenset({
     "08001",  # sqlclient_unable_to_establish_sqlconnection
     "08004",  # sqlserver_rejected_establishment_of_sqlconnection
 })
+# The server is read-only (a standby, or default_transaction_read_only): nothing ran.
+READ_ONLY_SQLSTATES = frozenset({
+    "25006",  # read_only_sql_transaction: "cannot execute INSERT in a read-only transaction"
+})
 # The session ended under the statement: it may have committed (e.g. terminated while waiting
 # for a synchronous standby after the local commit).
 CONNECTION_SQLSTATES = frozenset({
@@ -73,7 +85,7 @@ def classify(exc: BaseException, *, sent: bool) -> Failure:
     if not isinstance(exc, psycopg.Error):
         return Failure.PERMANENT
     state = sqlstate(exc)
-    if state in ROLLED_BACK_SQLSTATES:
+    if state in ROLLED_BACK_SQLSTATES or state in READ_ONLY_SQLSTATES:
         return Failure.NOT_APPLIED
     message = str(exc).lower()
     if state == "08P01" and any(m in message for m in PGBOUNCER_NOT_SENT_MESSAGES):
@@ -86,6 +98,11 @@ def classify(exc: BaseException, *, sent: bool) -> Failure:
     if lost:
         return Failure.UNKNOWN if sent else Failure.NOT_APPLIED
     return Failure.PERMANENT
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """True when the server refused a write because it is read-only (see the module's doc)."""
+    return sqlstate(exc) in READ_ONLY_SQLSTATES
 
 
 def is_connection_failure(exc: BaseException) -> bool:

@@ -115,6 +115,16 @@ def adapt_args(args: Sequence[Any]) -> list[Any]:
     return [adapt_arg(a) for a in args]
 
 
+async def _drop_if_read_only(conn: Connection, exc: psycopg.Error) -> bool:
+    """Close a connection whose server refused a write as read-only (a demoted leader still
+    reached through the address): the retry's new connection goes where the address leads now.
+    The pool discards a closed connection when it is put back."""
+    if not retry.is_read_only(exc):
+        return False
+    await conn.close()
+    return True
+
+
 class PostgreSQLAdapter:
     """An async connection pool with `$n` queries and safe retries (see the module docstring)."""
 
@@ -337,7 +347,11 @@ class PostgreSQLAdapter:
             self.stats.connection_failures += 1
             await self._check_pool()
         remaining = deadline - time.monotonic()
-        if kind is retry.Failure.PERMANENT or not self.backoff.should_retry(attempt, remaining):
+        # A read-only server is a failover in progress: retried until the deadline, not for a
+        # number of attempts (the address moves within seconds; see background_agents.retry).
+        again = self.backoff.should_retry(attempt, remaining) or (
+            retry.is_read_only(exc) and remaining > 0)
+        if kind is retry.Failure.PERMANENT or not again:
             raise exc
         delay = min(self.backoff.delay(attempt), max(0.0, remaining))
         self.stats.retries += 1
@@ -376,6 +390,9 @@ class PostgreSQLAdapter:
                     await cur.execute(stmt.text, params)
                     rows = await cur.fetchall() if cur.description else []
                     return rows, cur.rowcount
+                except psycopg.Error as exc:
+                    await _drop_if_read_only(conn, exc)
+                    raise
                 finally:
                     await self.pool.putconn(conn)
             except (psycopg.Error, retry.PoolTimeout) as exc:
@@ -417,6 +434,9 @@ class PostgreSQLAdapter:
                         raise
                     rows = await cur.fetchall() if cur.description else []
                     return rows, cur.rowcount
+                except psycopg.Error as exc:
+                    await _drop_if_read_only(conn, exc)
+                    raise
                 finally:
                     await self.pool.putconn(conn)
             except (psycopg.Error, retry.PoolTimeout) as exc:

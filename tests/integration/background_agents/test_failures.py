@@ -6,6 +6,7 @@ while an agent works and its backends are terminated every 20-80 ms."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -159,6 +160,66 @@ def test_keyed_insert_is_retried_without_duplicate(agents_dsn: str) -> None:
     with psycopg.connect(agents_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM system_events WHERE event_type = 'keyed'"
                             ).fetchone() == (1,)
+
+
+def set_read_only(dsn: str, read_only: bool) -> None:
+    """New sessions of the test's database refuse writes, as the old leader does once Patroni
+    restarts it as a replica (this session overrides it for itself, to be able to undo it)."""
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True,
+                         options="-c default_transaction_read_only=off") as conn:
+        conn.execute(f'ALTER DATABASE "{name}" '
+                     + ("SET default_transaction_read_only = on" if read_only
+                        else "RESET default_transaction_read_only"))
+
+
+def read_only_insert(db: PostgreSQLAdapter, metric: str) -> Awaitable[Any]:
+    return db.execute_query("INSERT INTO performance_metrics (agent_id, metric_name, value)"
+                            " VALUES ($1, $2, $3)", "a", metric, 1.0)
+
+
+def test_write_refused_as_read_only_waits_for_a_writable_server(agents_dsn: str) -> None:
+    """A failover seen through the agents' address: for a moment it still reaches the old
+    leader, restarted read-only; then its sessions are reset and new ones reach the new leader.
+    The write is retried through the whole window (more tries than max_attempts: bounded by the
+    time budget) and lands once."""
+    app = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> PostgreSQLAdapter:
+        async with adapter(agents_dsn, application_name=app, max_attempts=3) as db:
+            await asyncio.to_thread(set_read_only, agents_dsn, True)
+            await kill(agents_dsn, app)  # the pool's next sessions start read-only
+            task = asyncio.ensure_future(read_only_insert(db, "failover"))
+            await asyncio.sleep(1.5)
+            assert not task.done(), task
+            await asyncio.to_thread(set_read_only, agents_dsn, False)
+            await kill(agents_dsn, app)  # the address moved: the old sessions are reset
+            await task
+            return db
+
+    db = run(main())
+    assert values(agents_dsn, "failover") == [1.0]
+    refused = db.stats.failures_by_kind.get("not applied", 0)
+    assert refused > 3, db.stats  # past max_attempts while the server was read-only
+
+
+def test_write_to_a_server_that_stays_read_only_fails_after_the_budget(agents_dsn: str) -> None:
+    """A client pointed at a replica by mistake gets the server's own error, once the time
+    budget (POSTGRESQL_TIMEOUT) is spent."""
+    app = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> float:
+        async with adapter(agents_dsn, application_name=app, timeout=2) as db:
+            await asyncio.to_thread(set_read_only, agents_dsn, True)
+            await kill(agents_dsn, app)
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="read-only"):
+                await read_only_insert(db, "replica")
+            return time.monotonic() - started
+
+    took = run(main())
+    assert 1.5 <= took < 10, took
+    assert values(agents_dsn, "replica") == []
 
 
 def test_claim_committed_but_reply_lost_returns_the_claimed_rows(agents_dsn: str) -> None:

@@ -7,7 +7,13 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from background_agents.retry import Backoff, Failure, classify, is_connection_failure
+from background_agents.retry import (
+    Backoff,
+    Failure,
+    classify,
+    is_connection_failure,
+    is_read_only,
+)
 
 NOT_APPLIED, UNKNOWN, PERMANENT = Failure.NOT_APPLIED, Failure.UNKNOWN, Failure.PERMANENT
 
@@ -20,6 +26,9 @@ NOT_APPLIED, UNKNOWN, PERMANENT = Failure.NOT_APPLIED, Failure.UNKNOWN, Failure.
     (errors.DeadlockDetected("deadlock detected"), NOT_APPLIED, NOT_APPLIED),
     (errors.TooManyConnections("sorry, too many clients already"), NOT_APPLIED, NOT_APPLIED),
     (errors.CannotConnectNow("the database system is starting up"), NOT_APPLIED, NOT_APPLIED),
+    # a read-only server (the old leader restarted as a replica) refused the write
+    (errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"),
+     NOT_APPLIED, NOT_APPLIED),
     # PgBouncer refusing or timing out a client before any server saw the query
     (errors.ProtocolViolation("no more connections allowed (max_client_conn)"),
      NOT_APPLIED, NOT_APPLIED),
@@ -52,6 +61,13 @@ def test_connection_failures_are_recognised() -> None:
     assert is_connection_failure(errors.ProtocolViolation("server conn crashed?"))
     assert not is_connection_failure(errors.SerializationFailure("x"))
     assert not is_connection_failure(errors.UniqueViolation("x"))
+
+
+def test_read_only_refusals_are_recognised() -> None:
+    assert is_read_only(errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only "
+                                                      "transaction"))
+    assert not is_read_only(errors.SerializationFailure("x"))
+    assert not is_read_only(psycopg.OperationalError("server closed the connection"))
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
