@@ -1,6 +1,6 @@
 """The agents' write path (issue 24), measured side by side in one run on one database host.
 
-    .venv/bin/python bench/write_path.py [--host NAME] [--only tax,pooled,open,fleet] \\
+    .venv/bin/python bench/write_path.py [--host NAME] [--only tax,pooled,batched,open,fleet] \\
         [--rounds 1] [--seconds 20] [--fill 10000000] [--fleet-agents 1000] [--cleanup]
     make bench            (the same, defaults)
 
@@ -16,6 +16,9 @@ not absolute figures, are what carries over), with the load average at each run:
           maintenance does; a fifth stays in today's partition/table, so indexes have grown)
   pooled  the same mix, direct TLS prepared vs PgBouncer TLS at 64 clients (prepared where
           PgBouncer has max_prepared_statements, else the simple protocol it forces), ABBA
+  batched the path without prepared statements through PgBouncer (Debian 11/12): the same rows,
+          metrics ten to a statement as the client's flush_metrics sends them, extended
+          protocol with unnamed statements, vs direct TLS prepared single rows; in rows/s
   open    open loop (pgbench -R) through PgBouncer + TLS, 256 clients: p95 at 4,000 TPS offered
           and the highest offered rate (from a ladder) whose p95 stays < 20 ms
   fleet   --fleet-agents agents x the seed's pool size (app_pool_size) client connections
@@ -57,6 +60,8 @@ from deploy import secrets  # noqa: E402
 from deploy.settings import Data, app_settings, pgbouncer_port  # noqa: E402
 
 MIX = REPO / "bench" / "write_mix.pgbench"
+MIX_BATCHED = REPO / "bench" / "write_mix_batched.pgbench"
+ROWS_PER_TX_BATCHED = 100 / 64  # its header: 50 + 40 + 10 rows per 50 + 4 + 10 statements
 SEED_TABLES = REPO / "bench" / "seed_tables.sql"
 PLAIN = "bgdb_bench_plain"
 PREFIX = "bgdb-bench-"
@@ -154,9 +159,16 @@ class Run:
     p95: float
     failed: int
     note: str
+    rows_per_tx: float = 1.0
+
+    @property
+    def rows(self) -> float:
+        """Agent writes (rows) per second: what the pairs compare."""
+        return self.tps * self.rows_per_tx
 
     def line(self) -> str:
-        return (f"  {self.label:<44} {self.tps:>8.0f} TPS  p50 {self.p50:6.1f} ms  "
+        rows = f" = {self.rows:.0f} rows/s" if self.rows_per_tx != 1.0 else ""
+        return (f"  {self.label:<44} {self.tps:>8.0f} TPS{rows}  p50 {self.p50:6.1f} ms  "
                 f"p95 {self.p95:6.1f} ms  failed {self.failed}  ({self.note})")
 
 
@@ -168,7 +180,7 @@ def conninfo(host: str, port: int, app_user: str, database: str, schema: str | N
 
 
 def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
-            rate: int | None = None) -> Run:
+            rate: int | None = None, script: Path = MIX, rows_per_tx: float = 1.0) -> Run:
     exe = shutil.which("pgbench")
     if not exe:
         raise SystemExit("pgbench is not installed (apt-get install postgresql-client)")
@@ -176,7 +188,7 @@ def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
     with tempfile.TemporaryDirectory(prefix="bgdb-bench-") as tmp:
         cmd = [exe, "-n", "-M", mode, "-c", str(clients), "-j", str(min(clients, 4)),
                "-T", str(seconds), "-D", f"agents={AGENTS}",
-               "-l", "--log-prefix", f"{tmp}/tx", "-f", str(MIX)]
+               "-l", "--log-prefix", f"{tmp}/tx", "-f", str(script)]
         if rate:
             cmd += ["-R", str(rate)]
         env = {**os.environ, "PGPASSWORD": secrets.password("bg_agents_user",
@@ -195,7 +207,8 @@ def pgbench(label: str, dsn: str, *, clients: int, seconds: int, mode: str,
         errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
         failed += len(errors) or 1
         note += f"; {errors[0] if errors else 'aborted'}"
-    return Run(label, tps, pct(latencies, 0.50), pct(latencies, 0.95), failed, note)
+    return Run(label, tps, pct(latencies, 0.50), pct(latencies, 0.95), failed, note,
+               rows_per_tx)
 
 
 # What the server did besides the bench during a step (the open loop's tail swings 3-180 ms at
@@ -226,12 +239,29 @@ def activity_note(before: tuple[int, int, int, int], after: tuple[int, int, int,
             f"{d[2]} autovacuum/analyze runs, {d[3] / 2**20:.0f} MiB WAL")
 
 
+def cpu_times() -> list[int]:
+    """This machine's CPU time counters (/proc/stat): the lab's containers share its kernel, so
+    they cover the bench, PgBouncer, PostgreSQL and whatever else runs here."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def cpu_note(before: list[int], after: list[int]) -> str:
+    """Where the cores' time went during a step: a tail that grows while the machine is not
+    busy is the server's; one that grows with steal (the hypervisor gave the cores to another
+    guest) or with other work is the machine's."""
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(d) or 1
+    user, nice, system, idle, iowait, irq, softirq, steal = (100 * v / total for v in d)
+    return (f"cores: {user + nice:.0f} % user, {system + irq + softirq:.0f} % system, "
+            f"{iowait:.0f} % iowait, {steal:.0f} % steal, {idle:.0f} % idle")
+
+
 def pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def ratio(a: Run, b: Run) -> str:
-    return f"{a.tps / b.tps:.2f}x" if b.tps else "n/a"
+    return f"{a.rows / b.rows:.2f}x" if b.rows else "n/a"
 
 
 def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[[], Run]) -> None:
@@ -243,7 +273,7 @@ def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[
         for side in (a, b, b, a):
             runs.append(side())
             print(runs[-1].line(), flush=True)
-        first, second = runs[0].tps + runs[3].tps, runs[1].tps + runs[2].tps
+        first, second = runs[0].rows + runs[3].rows, runs[1].rows + runs[2].rows
         ratios.append(first / second if second else 0.0)
         print(f"  round {i + 1}: {name} = {ratios[-1]:.2f}x", flush=True)
     ratios.sort()
@@ -320,7 +350,7 @@ def raise_nofile() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", help="inventory name or address (default: the primary)")
-    ap.add_argument("--only", default="tax,pooled,open,fleet")
+    ap.add_argument("--only", default="tax,pooled,batched,open,fleet")
     ap.add_argument("--seconds", type=int, default=20, help="per pgbench run")
     ap.add_argument("--rounds", type=int, default=1, help="ABBA rounds of tax and pooled")
     ap.add_argument("--fill", type=int, default=10_000_000, help="history rows per side")
@@ -363,15 +393,30 @@ def main() -> int:
                              mode=bouncer_mode),
              lambda: pgbench("direct TLS, prepared", direct, clients=64, seconds=n,
                              mode="prepared"))
+    if "batched" in only:
+        # The client's own path without prepared statements through PgBouncer (the issue's
+        # "best path where not"): metrics ten to a statement, as AgentClient.flush_metrics
+        # sends them, in the extended protocol with unnamed statements (psycopg
+        # prepare_threshold=None, what background_agents uses); compared in rows/s with the
+        # single-row mix direct and prepared.
+        print("batched metrics: PgBouncer TLS, extended protocol, 64 clients, metrics 10 per "
+              "statement (rows/s) / direct TLS prepared single-row mix")
+        abba(args.rounds, "PgBouncer batched / direct single-row", 0.90,
+             lambda: pgbench("PgBouncer TLS, extended, metrics batched", pooled, clients=64,
+                             seconds=n, mode="extended", script=MIX_BATCHED,
+                             rows_per_tx=ROWS_PER_TX_BATCHED),
+             lambda: pgbench("direct TLS, prepared", direct, clients=64, seconds=n,
+                             mode="prepared"))
     if "open" in only:
         print(f"open loop: pgbench -R, 256 clients, PgBouncer TLS ({bouncer_mode})")
         best = None
         for rate in OPEN_RATES:
-            before = activity(t)
+            before, cpu = activity(t), cpu_times()
             r = pgbench(f"offered {rate} TPS", pooled, clients=256, seconds=n, mode=bouncer_mode,
                         rate=rate)
             print(r.line(), flush=True)
-            print(f"    {activity_note(before, activity(t))}", flush=True)
+            print(f"    {activity_note(before, activity(t))}; {cpu_note(cpu, cpu_times())}",
+                  flush=True)
             if r.p95 < P95_GOAL_MS and not r.failed:
                 best = rate
             elif rate >= 4000:
