@@ -260,10 +260,6 @@ def pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def ratio(a: Run, b: Run) -> str:
-    return f"{a.rows / b.rows:.2f}x" if b.rows else "n/a"
-
-
 def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[[], Run]) -> None:
     """`rounds` x A B B A (drift within a round cancels): each round's ratio A / B, then the
     median and the spread of the rounds."""

@@ -115,14 +115,12 @@ def adapt_args(args: Sequence[Any]) -> list[Any]:
     return [adapt_arg(a) for a in args]
 
 
-async def _drop_if_read_only(conn: Connection, exc: psycopg.Error) -> bool:
+async def _drop_if_read_only(conn: Connection, exc: psycopg.Error) -> None:
     """Close a connection whose server refused a write as read-only (a demoted leader still
     reached through the address): the retry's new connection goes where the address leads now.
     The pool discards a closed connection when it is put back."""
-    if not retry.is_read_only(exc):
-        return False
-    await conn.close()
-    return True
+    if retry.is_read_only(exc):
+        await conn.close()
 
 
 class PostgreSQLAdapter:
