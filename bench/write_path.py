@@ -260,15 +260,21 @@ def pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[[], Run]) -> None:
+def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[[], Run],
+         t: Target | None = None) -> None:
     """`rounds` x A B B A (drift within a round cancels): each round's ratio A / B, then the
-    median and the spread of the rounds."""
+    median and the spread of the rounds. With `t`, what the server did meanwhile under each
+    run (a checkpoint or an autovacuum landing in one side's run is what skews a pair)."""
     ratios = []
     for i in range(rounds):
         runs = []
         for side in (a, b, b, a):
+            before, cpu = (activity(t), cpu_times()) if t else ((0, 0, 0, 0), [])
             runs.append(side())
             print(runs[-1].line(), flush=True)
+            if t:
+                print(f"    {activity_note(before, activity(t))}; {cpu_note(cpu, cpu_times())}",
+                      flush=True)
         first, second = runs[0].rows + runs[3].rows, runs[1].rows + runs[2].rows
         ratios.append(first / second if second else 0.0)
         print(f"  round {i + 1}: {name} = {ratios[-1]:.2f}x", flush=True)
@@ -381,7 +387,7 @@ def main() -> int:
         abba(args.rounds, "ours / plain", 0.95,
              lambda: pgbench("ours", ours_dsn, clients=64, seconds=n, mode="prepared"),
              lambda: pgbench("seed's plain tables", plain_dsn, clients=64, seconds=n,
-                             mode="prepared"))
+                             mode="prepared"), t)
     if "pooled" in only:
         print(f"pooled path: write mix, 64 clients (PgBouncer: {bouncer_mode} protocol)")
         abba(args.rounds, "PgBouncer / direct", 0.90,

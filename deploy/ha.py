@@ -269,8 +269,11 @@ def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> certs.
                                     "Restart=on-failure\nRestartSec=2s\n"),
                        dest="/etc/systemd/system/etcd.service.d/bgdb.conf", mode="0644",
                        create_remote_dir=True)
-    server.shell(name="Restart etcd for its changed configuration",
-                 commands=["systemctl daemon-reload", "systemctl restart etcd"],
+    # One member at a time, each healthy again before the next: all at once would leave etcd
+    # without quorum, and Patroni's leader would demote itself.
+    server.shell(name="Restart etcd for its changed configuration (one member at a time)",
+                 commands=["systemctl daemon-reload", "systemctl restart etcd",
+                           ha_config.etcd_health_wait(me.address)], _serial=True,
                  _if=lambda: (unit.did_change() or env.did_change() or crt.did_change()
                               or key.did_change())
                  and host.get_fact(hostfacts.UnitProperty, unit="etcd",

@@ -153,17 +153,12 @@ def down(lab_name: str) -> None:
     lab_dir = paths.LABS / lab_name
     hosts = lab.hosts if lab else []
     names = {h.name for h in hosts} | _dirs(lab_dir / "hosts")
-    # Every host powers off at once (a clean poweroff takes seconds: PostgreSQL, Patroni, etcd
-    # stopping); _stop then waits for each.
-    signalled = set()
-    for h in hosts:
-        if h.pid is not None and _alive(h.pid):
-            os.kill(h.pid, signal.SIGTERM)
-            signalled.add(h.pid)
+    # Pulled, not powered off: everything the hosts hold is deleted next, and a clean poweroff
+    # of a whole HA cluster at once took 20 s (a Patroni leader waiting for an etcd that is
+    # stopping too). `poweroff` stays the clean one the tests strike hosts with.
     for name in sorted(names):
         host = next((h for h in hosts if h.name == name), None)
-        _stop(name, host.pid if host else None, signalled=host is not None
-              and host.pid in signalled)
+        _kill(name, host.pid if host else None)
         network.remove_host_network(name, IPv4Address(host.address) if host else None)
         _unmount_tree(lab_dir / "hosts" / name)
         _remove_cgroup(name)
@@ -369,16 +364,20 @@ def _free_lab_index(lab_name: str) -> int:
 
 # --- stopping ---------------------------------------------------------------------------------
 
-def _stop(name: str, pid: int | None, signalled: bool = False) -> None:
-    """SIGTERM to nspawn powers the container off cleanly (`signalled`: already sent); SIGKILL
-    on nspawn would leave it running, so on timeout we kill every process in the container's
-    cgroup instead."""
+def _stop(name: str, pid: int | None) -> None:
+    """SIGTERM to nspawn powers the container off cleanly; SIGKILL on nspawn would leave it
+    running, so on timeout we kill every process in the container's cgroup instead."""
     if pid is not None and _alive(pid):
-        if not signalled:
-            os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
+    _kill(name, pid)
+
+
+def _kill(name: str, pid: int | None) -> None:
+    """Every process in the container's cgroup killed (its init included: nspawn then exits),
+    then nspawn itself if it is still there."""
     for _ in range(3):
         procs = _cgroup_pids(name)
         if not procs:
@@ -387,6 +386,9 @@ def _stop(name: str, pid: int | None, signalled: bool = False) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         time.sleep(0.3)
+    deadline = time.monotonic() + 3
+    while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if pid is not None and _alive(pid):
         os.kill(pid, signal.SIGKILL)
 

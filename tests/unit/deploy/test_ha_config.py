@@ -139,6 +139,14 @@ def test_etcd_env_is_tls_on_both_ports() -> None:
     assert "ETCD_CLIENT_CERT_AUTH=true\n" in env and "ETCD_PEER_CLIENT_CERT_AUTH=true\n" in env
     assert "ETCD_LISTEN_METRICS_URLS=http://10.0.0.2:2381\n" in env  # /metrics, /health only
     assert "http://" not in env.replace("ETCD_LISTEN_METRICS_URLS=http://", "")
+    # a member back from a network cut must not unseat etcd's leader (Patroni's would demote)
+    assert "ETCD_PRE_VOTE=true\n" in env
+
+
+def test_etcd_restart_waits_for_health() -> None:
+    wait = ha_config.etcd_health_wait("10.0.0.2", seconds=5)
+    assert "http://10.0.0.2:2381/health" in wait and "seq 10" in wait
+    assert wait.endswith("exit 1")
 
 
 def test_keepalived_follows_patronis_primary_endpoint() -> None:
