@@ -14,8 +14,7 @@ __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 
 # Modules that boot their own lab and run for minutes: with `make test`'s two workers (pytest-xdist,
 # one file at a time per worker) they start first, so the rest runs beside them, not after.
-LONG_MODULES = ("tests/integration/ha/test_failover.py",
-                "tests/integration/deploy/test_replica.py",
+LONG_MODULES = ("tests/integration/deploy/test_replica.py",
                 "tests/integration/deploy/test_backup_host.py",
                 "tests/integration/deploy/test_real_hosts.py",
                 "tests/integration/monitoring/test_monitoring_stack.py")
@@ -31,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["BGDB_SECRETS_DIR"] = str(workers / worker)
 
 
+# Last, after the unit tests (seconds), so it runs alone: the HA module times failovers and its
+# load test must meet the seed's KPIs; beside another lab's deploy it took 7.9 min instead of
+# ~6 and missed a KPI by a hair (p95 107 ms) in one CI run.
+LAST_MODULES = ("tests/integration/ha/test_failover.py",)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Everything under tests/integration needs hosts; mark it so `-m "not integration"` is fast.
     for item in items:
@@ -39,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         path = Path(str(item.fspath)).as_posix()
+        if path.endswith(LAST_MODULES):
+            return len(LONG_MODULES) + 1
         return next((i for i, m in enumerate(LONG_MODULES) if path.endswith(m)),
                     len(LONG_MODULES))
 
