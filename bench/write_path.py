@@ -1,7 +1,8 @@
 """The agents' write path (issue 24), measured side by side in one run on one database host.
 
-    .venv/bin/python bench/write_path.py [--host NAME] [--only tax,pooled,batched,open,fleet] \\
-        [--rounds 1] [--seconds 20] [--fill 10000000] [--fleet-agents 1000] [--cleanup]
+    .venv/bin/python bench/write_path.py [--host NAME] \\
+        [--only tax,routing,pooled,batched,open,fleet] [--rounds 1] [--seconds 20] \\
+        [--fill 10000000] [--fleet-agents 1000] [--cleanup]
     make bench            (the same, defaults)
 
 Targets the inventory's primary (the sandbox lab by default, or $BGDB_HOSTS_FILE hosts): it
@@ -14,6 +15,8 @@ not absolute figures, are what carries over), with the load average at each run:
           after a history of --fill rows each (ours: daily partitions created, filled and
           dropped by retention; the seed's: rows inserted then deleted and vacuumed, as its
           maintenance does; a fifth stays in today's partition/table, so indexes have grown)
+  routing (not in the default set) the tax's main part alone: the same mix into our parents vs
+          straight into today's partitions (same indexes, foreign keys, triggers), ABBA
   pooled  the same mix, direct TLS prepared vs PgBouncer TLS at 64 clients (prepared where
           PgBouncer has max_prepared_statements, else the simple protocol it forces), ABBA
   batched the path without prepared statements through PgBouncer (Debian 11/12): the same rows,
@@ -256,6 +259,27 @@ def cpu_note(before: list[int], after: list[int]) -> str:
             f"{iowait:.0f} % iowait, {steal:.0f} % steal, {idle:.0f} % idle")
 
 
+PARTITIONS = ("agent_heartbeats", "performance_metrics", "system_events")
+TODAYS_PARTITION_SQL = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = 'public.{table}'::regclass "
+    "AND pg_get_expr(c.relpartbound, c.oid) LIKE '%' || to_char(now(), 'YYYY-MM-DD') || '%'")
+
+
+def partition_mix(t: Target) -> Path:
+    """bench/write_mix.pgbench with each parent replaced by its partition for today: the same
+    rows, indexes, foreign keys and triggers, without the routing (a file under tmp/)."""
+    mix = MIX.read_text()
+    for table in PARTITIONS:
+        rows = sql(t, TODAYS_PARTITION_SQL.format(table=table))
+        if len(rows) != 1:
+            raise SystemExit(f"no single partition of {table} for today: {rows}")
+        mix = mix.replace(f"INSERT INTO {table} ", f"INSERT INTO {rows[0][0]} ")
+    out = Path(tempfile.mkdtemp(prefix="bgdb-bench-")) / "write_mix_partitions.pgbench"
+    out.write_text(mix)
+    return out
+
+
 def pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
@@ -388,6 +412,15 @@ def main() -> int:
              lambda: pgbench("ours", ours_dsn, clients=64, seconds=n, mode="prepared"),
              lambda: pgbench("seed's plain tables", plain_dsn, clients=64, seconds=n,
                              mode="prepared"), t)
+    if "routing" in only:
+        print("partition routing: write mix, direct TLS, prepared, 64 clients (into our parents / "
+              "into today's partitions)")
+        direct_mix = partition_mix(t)
+        abba(args.rounds, "parents / partitions", 0.95,
+             lambda: pgbench("into the parents (routed)", ours_dsn, clients=64, seconds=n,
+                             mode="prepared"),
+             lambda: pgbench("into today's partitions", ours_dsn, clients=64, seconds=n,
+                             mode="prepared", script=direct_mix), t)
     if "pooled" in only:
         print(f"pooled path: write mix, 64 clients (PgBouncer: {bouncer_mode} protocol)")
         abba(args.rounds, "PgBouncer / direct", 0.90,
