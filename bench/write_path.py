@@ -259,23 +259,30 @@ def cpu_note(before: list[int], after: list[int]) -> str:
             f"{iowait:.0f} % iowait, {steal:.0f} % steal, {idle:.0f} % idle")
 
 
+def meanwhile(t: Target) -> Callable[[], str]:
+    """Starts counting; the call it returns says what the server did since (activity_note)
+    and where this machine's cores went (cpu_note)."""
+    before, cpu = activity(t), cpu_times()
+    return lambda: f"    {activity_note(before, activity(t))}; {cpu_note(cpu, cpu_times())}"
+
+
 PARTITIONS = ("agent_heartbeats", "performance_metrics", "system_events")
-TODAYS_PARTITION_SQL = (
-    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-    "WHERE i.inhparent = 'public.{table}'::regclass "
-    "AND pg_get_expr(c.relpartbound, c.oid) LIKE '%' || to_char(now(), 'YYYY-MM-DD') || '%'")
+# Today's partition by the name bgdb_partition_premake gives it (sql/migrations/0002:
+# <table>_pYYYYMMDD, days in UTC).
+TODAYS_PARTITION_SQL = ("SELECT to_regclass('public.{table}_p' || "
+                        "to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD'))")
 
 
-def partition_mix(t: Target) -> Path:
+def partition_mix(t: Target, directory: Path) -> Path:
     """bench/write_mix.pgbench with each parent replaced by its partition for today: the same
-    rows, indexes, foreign keys and triggers, without the routing (a file under tmp/)."""
+    rows, indexes, foreign keys and triggers, without the routing (a file in `directory`)."""
     mix = MIX.read_text()
     for table in PARTITIONS:
-        rows = sql(t, TODAYS_PARTITION_SQL.format(table=table))
-        if len(rows) != 1:
-            raise SystemExit(f"no single partition of {table} for today: {rows}")
-        mix = mix.replace(f"INSERT INTO {table} ", f"INSERT INTO {rows[0][0]} ")
-    out = Path(tempfile.mkdtemp(prefix="bgdb-bench-")) / "write_mix_partitions.pgbench"
+        part = sql(t, TODAYS_PARTITION_SQL.format(table=table))[0][0]
+        if not part:
+            raise SystemExit(f"{table} has no partition for today (UTC)")
+        mix = mix.replace(f"INSERT INTO {table} ", f"INSERT INTO {part} ")
+    out = directory / "write_mix_partitions.pgbench"
     out.write_text(mix)
     return out
 
@@ -293,12 +300,11 @@ def abba(rounds: int, name: str, goal: float, a: Callable[[], Run], b: Callable[
     for i in range(rounds):
         runs = []
         for side in (a, b, b, a):
-            before, cpu = (activity(t), cpu_times()) if t else ((0, 0, 0, 0), [])
+            note = meanwhile(t) if t else None
             runs.append(side())
             print(runs[-1].line(), flush=True)
-            if t:
-                print(f"    {activity_note(before, activity(t))}; {cpu_note(cpu, cpu_times())}",
-                      flush=True)
+            if note:
+                print(note(), flush=True)
         first, second = runs[0].rows + runs[3].rows, runs[1].rows + runs[2].rows
         ratios.append(first / second if second else 0.0)
         print(f"  round {i + 1}: {name} = {ratios[-1]:.2f}x", flush=True)
@@ -415,12 +421,13 @@ def main() -> int:
     if "routing" in only:
         print("partition routing: write mix, direct TLS, prepared, 64 clients (into our parents / "
               "into today's partitions)")
-        direct_mix = partition_mix(t)
-        abba(args.rounds, "parents / partitions", 0.95,
-             lambda: pgbench("into the parents (routed)", ours_dsn, clients=64, seconds=n,
-                             mode="prepared"),
-             lambda: pgbench("into today's partitions", ours_dsn, clients=64, seconds=n,
-                             mode="prepared", script=direct_mix), t)
+        with tempfile.TemporaryDirectory(prefix="bgdb-bench-") as tmp:
+            direct_mix = partition_mix(t, Path(tmp))
+            abba(args.rounds, "parents / partitions", 0.95,
+                 lambda: pgbench("into the parents (routed)", ours_dsn, clients=64, seconds=n,
+                                 mode="prepared"),
+                 lambda: pgbench("into today's partitions", ours_dsn, clients=64, seconds=n,
+                                 mode="prepared", script=direct_mix), t)
     if "pooled" in only:
         print(f"pooled path: write mix, 64 clients (PgBouncer: {bouncer_mode} protocol)")
         abba(args.rounds, "PgBouncer / direct", 0.90,
@@ -446,12 +453,11 @@ def main() -> int:
         print(f"open loop: pgbench -R, 256 clients, PgBouncer TLS ({bouncer_mode})")
         best = None
         for rate in OPEN_RATES:
-            before, cpu = activity(t), cpu_times()
+            note = meanwhile(t)
             r = pgbench(f"offered {rate} TPS", pooled, clients=256, seconds=n, mode=bouncer_mode,
                         rate=rate)
             print(r.line(), flush=True)
-            print(f"    {activity_note(before, activity(t))}; {cpu_note(cpu, cpu_times())}",
-                  flush=True)
+            print(note(), flush=True)
             if r.p95 < P95_GOAL_MS and not r.failed:
                 best = rate
             elif rate >= 4000:

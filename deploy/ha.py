@@ -116,6 +116,14 @@ def wait_command(urls: Sequence[str], what: str, timeout: int = 180) -> str:
             f"echo {shlex.quote('timed out waiting for ' + what)} >&2; exit 1")
 
 
+def etcd_health_wait(address: str, timeout: int = 30) -> str:
+    """After this member's etcd restarts: until it is healthy again (its metrics listener's
+    /health answers 200 once it has a raft leader, 503 until then), so a restart never takes a
+    second member down while one is away."""
+    return wait_command([f"http://{address}:{ha_config.ETCD_METRICS_PORT}/health"],
+                        f"etcd on {address} to be healthy", timeout)
+
+
 def members_of(hosts: Sequence[Any]) -> list[Member]:
     return [Member(h.name, str(h.data.get("service_address"))) for h in hosts]
 
@@ -273,7 +281,7 @@ def _etcd_files(ha: HaSettings, me: Member, members: Sequence[Member]) -> certs.
     # without quorum, and Patroni's leader would demote itself.
     server.shell(name="Restart etcd for its changed configuration (one member at a time)",
                  commands=["systemctl daemon-reload", "systemctl restart etcd",
-                           ha_config.etcd_health_wait(me.address)], _serial=True,
+                           etcd_health_wait(me.address)], _serial=True,
                  _if=lambda: (unit.did_change() or env.did_change() or crt.did_change()
                               or key.did_change())
                  and host.get_fact(hostfacts.UnitProperty, unit="etcd",

@@ -74,15 +74,6 @@ def etcd_endpoints(ha: HaSettings, me: Member, members: Sequence[Member]) -> lis
     return [f"{m.address}:{ha.etcd_client_port}" for m in members if m.name != me.name]
 
 
-def etcd_health_wait(address: str, seconds: int = 30) -> str:
-    """Shell: wait until this member's etcd says it is healthy (its metrics listener's /health:
-    it has a raft leader), so a restart never takes a second member down while one is away."""
-    url = f"http://{address}:{ETCD_METRICS_PORT}/health"
-    return (f"for i in $(seq {2 * seconds}); do curl -s --max-time 2 {url} "
-            "| grep -q '\"health\": *\"true\"' && exit 0; sleep 0.5; done; "
-            f"echo 'etcd on {address} not healthy {seconds} s after its restart' >&2; exit 1")
-
-
 def etcd_env(ha: HaSettings, me: Member, members: Sequence[Member]) -> str:
     """etcd's environment (ETCD_* variables): TLS with client certificates on both ports."""
     peers = ",".join(f"{m.name}=https://{m.address}:{ha.etcd_peer_port}" for m in members)

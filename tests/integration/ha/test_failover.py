@@ -153,10 +153,14 @@ def vip_holders(cluster: Cluster, vip: str | None = None) -> list[str]:
             if f" {vip or cluster.vip}/" in cluster.ssh(h.name, "ip -o -4 addr show")]
 
 
+def assert_unchanged(again: DeployResult, after: str = "") -> None:
+    assert again.returncode == 0 and not again.errors, again.report()
+    assert again.changed == [], f"the deploy{after} changed: {again.changed}"
+
+
 def no_changes(cluster: Cluster) -> DeployResult:
     again = run_deploy(cluster.env)
-    assert again.returncode == 0 and not again.errors, again.report()
-    assert again.changed == [], f"the deploy changed: {again.changed}"
+    assert_unchanged(again)
     return again
 
 
@@ -240,8 +244,7 @@ def deploy_and_checks_green(cluster: Cluster, tmp_path: Path, after: str) -> Non
         assert_checks_green(cluster, tmp_path, after)
         again = deploy.result()
     print(f"deploy after {after}: {again.describe()}")
-    assert again.returncode == 0 and not again.errors, again.report()
-    assert again.changed == [], f"the deploy after {after} changed: {again.changed}"
+    assert_unchanged(again, f" after {after}")
 
 
 @dataclass

@@ -143,12 +143,6 @@ def test_etcd_env_is_tls_on_both_ports() -> None:
     assert "ETCD_PRE_VOTE=true\n" in env
 
 
-def test_etcd_restart_waits_for_health() -> None:
-    wait = ha_config.etcd_health_wait("10.0.0.2", seconds=5)
-    assert "http://10.0.0.2:2381/health" in wait and "seq 10" in wait
-    assert wait.endswith("exit 1")
-
-
 def test_keepalived_follows_patronis_primary_endpoint() -> None:
     conf = ha_config.keepalived_conf(ha_settings(Data(HA)), MEMBERS[0], MEMBERS)
     assert "http://10.0.0.1:8008/primary" in conf
