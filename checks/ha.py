@@ -53,7 +53,8 @@ def leader_problem(view: dict[str, Any] | None, expected: int) -> str | None:
         return f"{len(found)} members in Patroni's view, {expected} in the inventory"
     timelines = {m.get("timeline") for m in found}
     if len(timelines) > 1:
-        return f"members on different timelines: {sorted(map(str, timelines))}"
+        on = ", ".join(f"{m['name']} {m.get('timeline')}" for m in found)
+        return f"members on different timelines ({on}): a replica has not followed the leader"
     return None
 
 

@@ -314,13 +314,18 @@ def assert_failed_over(cluster: Cluster, outage: Outage) -> None:
 
 
 def wait_rejoined(cluster: Cluster, old: str, new: str, timeout: float = 90) -> float:
-    """Seconds until `old` streams from `new` on its timeline, and a sync standby is back."""
+    """Seconds until `old` streams from `new`, every member runs on the leader's timeline and a
+    sync standby is back: what `bgdb check` asserts next. (A third member reports the new
+    timeline up to one Patroni loop after it follows it: ci failed once on waiting for `old`
+    alone.)"""
     def rejoined() -> bool:
         members = {m["name"]: m for m in cluster.view().get("members", [])}
         me, lead = members.get(old, {}), members.get(new, {})
-        return (me.get("role") in ("replica", "sync_standby")
-                and me.get("state") in ("running", "streaming")
-                and me.get("timeline") == lead.get("timeline") and me.get("lag") == 0
+        return (me.get("role") in ("replica", "sync_standby") and me.get("lag") == 0
+                and lead.get("role") == "leader"
+                and all(m.get("state") in ("running", "streaming")
+                        and m.get("timeline") == lead.get("timeline")
+                        for m in members.values())
                 and any(m.get("role") == "sync_standby" for m in members.values()))
 
     return wait_for(f"{old} back as a replica of {new}", rejoined, timeout)
