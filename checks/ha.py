@@ -3,6 +3,8 @@ postgres_primary (bgdb/patroni.py asks it over SSH)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -51,11 +53,29 @@ def leader_problem(view: dict[str, Any] | None, expected: int) -> str | None:
         return f"members not running: {', '.join(down)}"
     if len(found) < expected:
         return f"{len(found)} members in Patroni's view, {expected} in the inventory"
-    timelines = {m.get("timeline") for m in found}
-    if len(timelines) > 1:
-        on = ", ".join(f"{m['name']} {m.get('timeline')}" for m in found)
-        return f"members on different timelines ({on}): a replica has not followed the leader"
     return None
+
+
+def timeline_problem(view: dict[str, Any] | None) -> str | None:
+    """Every member on one timeline (the leader's)."""
+    found = (view or {}).get("members", [])
+    if len({m.get("timeline") for m in found}) > 1:
+        on = ", ".join(f"{m['name']} {m.get('timeline')}" for m in found)
+        return f"members on different timelines ({on}): one has not followed the leader"
+    return None
+
+
+def settled(problem: Callable[[], str | None], seconds: float,
+            pause: float = 1.0) -> str | None:
+    """``problem()`` asked again until it is None or ``seconds`` have passed: its last answer.
+    For what Patroni publishes once per HA loop (a member's timeline in etcd): right after a
+    failover an entry can be a loop behind; what outlasts two loops is real."""
+    deadline = time.monotonic() + seconds
+    found = problem()
+    while found is not None and time.monotonic() < deadline:
+        time.sleep(pause)
+        found = problem()
+    return found
 
 
 def sync_problem(view: dict[str, Any] | None, synchronous_mode: bool) -> str | None:

@@ -28,6 +28,10 @@ def test_ha_one_leader_all_members_running(cluster_via: Target) -> None:
     """Patroni: exactly one leader, every member running on its timeline"""
     problem = ha.leader_problem(ha.cluster(), len(ha.members()))
     assert problem is None, problem
+    # Each member publishes its timeline once per HA loop: two loops to follow a new leader.
+    loop = patroni.settings(cluster_via.inv).loop_wait
+    problem = ha.settled(lambda: ha.timeline_problem(ha.cluster()), seconds=2 * loop + 2)
+    assert problem is None, problem
 
 
 def test_ha_sync_standby_present(cluster_via: Target) -> None:

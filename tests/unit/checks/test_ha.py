@@ -36,12 +36,30 @@ def test_a_healthy_cluster_passes_every_item() -> None:
      "members not running: db2 stopped"),
     ({"members": [member("db1", "leader"), member("db2", "replica")]}, 3,
      "2 members in Patroni's view, 3 in the inventory"),
-    ({"members": [member("db1", "leader"), member("db2", "replica", timeline=1)]}, 2,
-     "different timelines"),
 ])
 def test_leader_item_fails(view: dict[str, Any] | None, expected: int, message: str) -> None:
     problem = ha.leader_problem(view, expected)
     assert problem is not None and message in problem
+
+
+def test_timeline_item_fails_for_a_member_on_another_timeline() -> None:
+    assert ha.timeline_problem(HEALTHY) is None
+    view = {"members": [member("db1", "leader", timeline=4), member("db2", "replica", timeline=3)]}
+    problem = ha.timeline_problem(view)
+    assert problem is not None and "different timelines (db1 4, db2 3)" in problem
+
+
+def test_settled_asks_again_until_the_problem_is_gone_or_time_is_up() -> None:
+    answers = iter(["behind", "behind", None])
+    assert ha.settled(lambda: next(answers), seconds=5, pause=0) is None
+    asked: list[int] = []
+
+    def stuck() -> str:
+        asked.append(1)
+        return "behind"
+
+    assert ha.settled(stuck, seconds=0.05, pause=0.01) == "behind"
+    assert len(asked) >= 2
 
 
 def test_sync_item_fails_without_a_sync_standby_only_in_synchronous_mode() -> None:
