@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 _ROW = re.compile(r"^\s{4}(?P<op>\S.*?)\s{2,}(?P<hosts>\d+)\s+(?P<ok>\d+|-)\s+(?P<err>\d+|-)"
                   r"\s+(?P<nochange>\d+|-)\s*$")
 _ERROR = re.compile(r"^\s+\[[^]]+\]\s+Error")
+_HOST_LINE = re.compile(r"^\s+\[[^]]+\]")
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,27 @@ def parse_results(output: str) -> tuple[list[str], list[str], int]:
     return changed, errors, total
 
 
-def failed_steps(output: str) -> str:
-    """The `--> Starting operation` headers of pyinfra's output with the hosts' error lines."""
-    found, header = [], ""
+def failed_steps(output: str, context: int = 12) -> str:
+    """The `--> Starting operation` headers of pyinfra's output with the hosts' error lines,
+    each after up to ``context`` lines the same host printed before it in that operation (a
+    command's output: an error line alone, `executed 0 commands`, says nothing of why)."""
+    found: list[str] = []
+    printed: list[str] = []  # host lines of the current operation
+    header = ""
     for line in output.splitlines():
         if line.startswith("--> Starting operation"):
             header = line
+            printed = []
         elif _ERROR.match(line):
             if header:
                 found.append(header)
                 header = ""
+            prefix = line.split("]", 1)[0]
+            found.extend([p for p in printed if p.split("]", 1)[0] == prefix][-context:])
+            printed = [p for p in printed if p.split("]", 1)[0] != prefix]
             found.append(line)
+        elif _HOST_LINE.match(line) and not line.rstrip().endswith(("] Skipped", "] Success")):
+            printed.append(line)
     return "\n".join(found) or "(no operation reported an error)"
 
 

@@ -42,3 +42,16 @@ def test_failed_steps_names_the_operation_that_failed_not_the_ones_skipped_after
         "    [repl-rep1] Error: ERROR: [058]: WAL timeline 2 does not match pg_control timeline 1",
         "    [repl-rep1] Error: executed 0/1 commands"]
     assert failed_steps(TABLE) == "(no operation reported an error)"
+
+
+def test_failed_steps_shows_what_the_host_printed_before_its_error() -> None:
+    header = "--> Starting operation: Install PostgreSQL and tools"
+    output = header + """
+    [db2] Success
+    [db1] E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 812
+    [db1] Error: executed 0 commands
+""" + TABLE
+    assert failed_steps(output).splitlines() == [
+        header,
+        "    [db1] E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 812",
+        "    [db1] Error: executed 0 commands"]
