@@ -376,16 +376,16 @@ def _stop(name: str, pid: int | None) -> None:
 
 
 def _kill(name: str, pid: int | None) -> None:
-    """Every process in the container's cgroup killed (its init included: nspawn then exits)
-    until none is left, then nspawn itself if it is still there. Killed is not yet gone: a
-    PostgreSQL backend with a large database's buffers to free was still listed 0.9 s after
-    three rounds of SIGKILL, and its cgroup could not be removed."""
-    deadline = time.monotonic() + 15
-    while (procs := _cgroup_pids(name)) and time.monotonic() < deadline:
+    """Every process in the container's cgroup killed (its init included: nspawn then exits),
+    then nspawn itself if it is still there."""
+    for _ in range(3):
+        procs = _cgroup_pids(name)
+        if not procs:
+            break
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-        time.sleep(0.1)
+        time.sleep(0.3)
     deadline = time.monotonic() + 3
     while pid is not None and _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
