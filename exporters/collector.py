@@ -256,10 +256,10 @@ class BgdbCollector(Collector):
             if cfg.pgbouncer_dsn
             else None
         )
-        # The parallel queries' connection (QuerySpec.parallel), opened on first use.
         # The parallel queries' thread (then PgBouncer's), beside the scrape's own: one scrape at
         # a time, so one worker, idle between scrapes.
         self._workers = futures.ThreadPoolExecutor(1, thread_name_prefix="bgdb-exporter-worker")
+        # The parallel queries' connection (QuerySpec.parallel), opened on first use.
         self._pg_parallel = Database(
             cfg.dsn, statement_timeout_seconds=cfg.statement_timeout_seconds,
             name="postgres-parallel", application_name=APPLICATION_NAME + "-parallel")
