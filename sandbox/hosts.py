@@ -407,10 +407,21 @@ def _alive(pid: int) -> bool:
 def _cgroup_pids(name: str) -> list[int]:
     pids: set[int] = set()
     for base in (paths.CGROUP_V1 / name, paths.CGROUP_V2 / name):
-        if base.exists():
-            for procs in base.rglob("cgroup.procs"):
-                pids.update(int(p) for p in procs.read_text().split())
+        for d in _cgroup_dirs(base):
+            # A scope can go away between the walk and the read (its last process exited).
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
     return sorted(pids)
+
+
+def _cgroup_dirs(base: Path) -> list[Path]:
+    """Every directory of a cgroup tree, parents first. The container's processes exit while we
+    walk, and systemd removes their scopes: a directory that vanishes is skipped, not an error
+    (pathlib's rglob raised FileNotFoundError on one in CI)."""
+    found: list[Path] = []
+    for root, _dirs, _files in os.walk(base, onerror=lambda _e: None):
+        found.append(Path(root))
+    return found
 
 
 def _remove_cgroup(name: str) -> None:
@@ -422,7 +433,7 @@ def _rmdir_tree(path: Path) -> None:
     """cgroup directories are removed with rmdir, deepest first (their files cannot be deleted)."""
     if not path.exists():
         return
-    for d in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+    for d in sorted(_cgroup_dirs(path)[1:], key=lambda p: -len(p.parts)):
         with contextlib.suppress(OSError):
             d.rmdir()
     with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from sandbox import paths
 from sandbox.run import SandboxError, ok, run
@@ -119,13 +120,36 @@ PassThroughPattern: .*
 
 
 def stop_apt_proxy() -> None:
+    """Stopped and gone before returning: `ensure_apt_proxy` trusts an open port, so a proxy
+    still closing its connections when the next lab boots would be taken as running, then
+    exit under that lab's apt (CI: "Unable to connect to 10.231.0.1:3142" in a first deploy)."""
     pidfile = paths.ACNG_DIR / "acng.pid"
     if pidfile.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
         pidfile.unlink(missing_ok=True)
-    for line in run(["pgrep", "-f", f"apt-cacher-ng -c {paths.ACNG_DIR}"], check=False).split():
-        _kill(int(line))
+    deadline = time.monotonic() + 10
+    while pids := _apt_proxy_pids():
+        if time.monotonic() > deadline:
+            raise SandboxError(f"apt-cacher-ng (pids {pids}) outlived SIGKILL for 10 s")
+        for pid in pids:
+            _kill(pid)
+        time.sleep(0.1)
+
+
+def _apt_proxy_pids() -> list[int]:
+    out = run(["pgrep", "-f", f"apt-cacher-ng -c {paths.ACNG_DIR}"], check=False)
+    # A killed child not yet reaped by us is a zombie: gone for the port, still listed.
+    return [int(pid) for pid in out.split() if _running(int(pid))]
+
+
+def _running(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _port_open(host: str, port: int) -> bool:
