@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from sandbox import image, network, paths
-from sandbox.run import SandboxError, ok, run
+from sandbox.run import SandboxError, ok, run, running
 
 # A non-root login with sudo on every host, as on real hosts (the README's hosts file).
 ADMIN_USER = "admin"
@@ -132,7 +132,7 @@ def boot(lab_name: str, host_name: str) -> None:
     """Boot a powered-off host again from its own disk, and wait for it."""
     lab = _load(lab_name)
     host = next(h for h in lab.hosts if h.name == host_name)
-    if host.pid is not None and _alive(host.pid):
+    if host.pid is not None and running(host.pid):
         raise SandboxError(f"{host_name} is running")
     base = image.ensure_image(network.proxy_url(), host.release)
     host.pid = _boot(lab, host, base, _ensure_ssh_key())
@@ -367,10 +367,10 @@ def _free_lab_index(lab_name: str) -> int:
 def _stop(name: str, pid: int | None) -> None:
     """SIGTERM to nspawn powers the container off cleanly; SIGKILL on nspawn would leave it
     running, so on timeout we kill every process in the container's cgroup instead."""
-    if pid is not None and _alive(pid):
+    if pid is not None and running(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
     _kill(name, pid)
 
@@ -387,21 +387,10 @@ def _kill(name: str, pid: int | None) -> None:
                 os.kill(p, signal.SIGKILL)
         time.sleep(0.3)
     deadline = time.monotonic() + 3
-    while pid is not None and _alive(pid) and time.monotonic() < deadline:
+    while pid is not None and running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if pid is not None and _alive(pid):
+    if pid is not None and running(pid):
         os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def _cgroup_pids(name: str) -> list[int]:

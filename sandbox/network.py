@@ -9,10 +9,9 @@ import socket
 import subprocess
 import time
 from ipaddress import IPv4Address
-from pathlib import Path
 
 from sandbox import paths
-from sandbox.run import SandboxError, ok, run
+from sandbox.run import SandboxError, ok, run, running
 
 
 def ensure_bridge() -> None:
@@ -140,16 +139,8 @@ def stop_apt_proxy() -> None:
 def _apt_proxy_pids() -> list[int]:
     out = run(["pgrep", "-f", f"apt-cacher-ng -c {paths.ACNG_DIR}"], check=False)
     # A killed child not yet reaped by us is a zombie: gone for the port, still listed.
-    return [int(pid) for pid in out.split() if _running(int(pid))]
+    return [int(pid) for pid in out.split() if running(int(pid))]
 
-
-def _running(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _port_open(host: str, port: int) -> bool:
