@@ -120,8 +120,8 @@ PassThroughPattern: .*
 
 def stop_apt_proxy() -> None:
     """Stopped and gone before returning: `ensure_apt_proxy` trusts an open port, so a proxy
-    still closing its connections when the next lab boots would be taken as running, then
-    exit under that lab's apt (CI: "Unable to connect to 10.231.0.1:3142" in a first deploy)."""
+    still exiting when the next lab boots could be taken as running and leave that lab's apt
+    without a proxy."""
     pidfile = paths.ACNG_DIR / "acng.pid"
     if pidfile.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
@@ -140,7 +140,6 @@ def _apt_proxy_pids() -> list[int]:
     out = run(["pgrep", "-f", f"apt-cacher-ng -c {paths.ACNG_DIR}"], check=False)
     # A killed child not yet reaped by us is a zombie: gone for the port, still listed.
     return [int(pid) for pid in out.split() if running(int(pid))]
-
 
 
 def _port_open(host: str, port: int) -> bool:
