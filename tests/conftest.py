@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.sandbox_fixtures import deployed, pg_admin_dsn, sandbox_lab, scratch_dsn
+from tests.sandbox_fixtures import TIMELINE_ENV, deployed, pg_admin_dsn, sandbox_lab, scratch_dsn
 
 __all__ = ["deployed", "pg_admin_dsn", "sandbox_lab", "scratch_dsn"]
 
@@ -21,6 +24,12 @@ LONG_MODULES = ("tests/integration/deploy/test_replica.py",
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and TIMELINE_ENV not in os.environ:
+        # Set before the workers start: they inherit it and append their labs' phases.
+        fd, path = tempfile.mkstemp(prefix="bgdb-lab-timeline-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[TIMELINE_ENV] = path
+        config.stash[_TIMELINE] = (Path(path), time.time())
     # Each xdist worker deploys its own lab; first-use generation of passwords and certificates
     # must not race between two workers, so the second one keeps its secrets apart.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -28,6 +37,26 @@ def pytest_configure(config: pytest.Config) -> None:
         workers = Path(config.rootpath) / ".secrets" / "workers"
         workers.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.environ["BGDB_SECRETS_DIR"] = str(workers / worker)
+
+
+_TIMELINE = pytest.StashKey[tuple[Path, float]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    """The labs' phases, seconds after the run's start: what ran beside what."""
+    if _TIMELINE not in config.stash:
+        return
+    path, started = config.stash[_TIMELINE]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.unlink(missing_ok=True)
+    if not entries:
+        return
+    terminalreporter.section("sandbox labs (s after start)")
+    for e in sorted(entries, key=lambda e: e["start"]):
+        terminalreporter.write_line(
+            f"{e['start'] - started:7.0f} {e['end'] - started:7.0f} {e['end'] - e['start']:6.0f}"
+            f"  {e['worker']:<5} {e['lab']:<10} {e['what']}")
 
 
 # Last, after the unit tests (seconds), so it runs alone: the HA module times failovers and its

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -75,17 +77,38 @@ def _claim_lab(base: str = LAB) -> tuple[str, IO[str]]:
     raise RuntimeError("every sandbox test lab is in use by another session")
 
 
+TIMELINE_ENV = "BGDB_LAB_TIMELINE"  # a file the controller prints at the end (tests/conftest.py)
+
+
+@contextlib.contextmanager
+def timed(lab: str, what: str) -> Iterator[None]:
+    """A lab's phase on the run's timeline: which labs were up, booting or deploying beside
+    which (a lab's setup took 267 s in one CI run against ~100 s in others, unexplained)."""
+    start = time.time()
+    try:
+        yield
+    finally:
+        if path := os.environ.get(TIMELINE_ENV):
+            entry = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "lab": lab,
+                     "what": what, "start": start, "end": time.time()}
+            with open(path, "a") as f:  # one short line per append: no interleaving
+                f.write(json.dumps(entry) + "\n")
+
+
 @contextlib.contextmanager
 def booted_lab(base: str, specs: Sequence[sandbox_hosts.HostSpec]) -> Iterator[sandbox_hosts.Lab]:
     """A lab no other session holds, booted; down afterwards unless BGDB_KEEP_LAB=1."""
     name, lock = _claim_lab(base)
     try:
-        lab = sandbox_hosts.up(name, list(specs))
+        with timed(name, "up"):
+            lab = sandbox_hosts.up(name, list(specs))
         try:
-            yield lab
+            with timed(name, "in use"):
+                yield lab
         finally:
             if not KEEP:
-                sandbox_hosts.down(name)
+                with timed(name, "down"):
+                    sandbox_hosts.down(name)
     finally:
         lock.close()
 
@@ -99,7 +122,8 @@ def sandbox_lab() -> Iterator[sandbox_hosts.Lab]:
 @pytest.fixture(scope="session")
 def deployed(sandbox_lab: sandbox_hosts.Lab) -> Deployed:
     env = {"BGDB_LAB": sandbox_lab.name}
-    result = run_deploy(env)
+    with timed(sandbox_lab.name, "first deploy"):
+        result = run_deploy(env)
     if result.returncode != 0 or result.errors:
         pytest.fail(f"first deploy failed ({result.describe()}):\n{result.output[-6000:]}")
     return Deployed(sandbox_lab, result, env)

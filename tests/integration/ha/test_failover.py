@@ -49,7 +49,7 @@ from tests.lab_helpers import (
     wait_for,
     write_hosts_file,
 )
-from tests.sandbox_fixtures import admin_dsn, booted_lab
+from tests.sandbox_fixtures import admin_dsn, booted_lab, timed
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "postgres_admin_cidrs": [CONTROLLER], "postgres_ha": True,
                 "postgres_ha_vip": vip, "postgres_ha_readonly_vip": readonly_vip}
         write_hosts_file(lab, hosts_file, data)
-        first = run_deploy({"BGDB_HOSTS_FILE": str(hosts_file)})
+        with timed(lab.name, "first deploy"):
+            first = run_deploy({"BGDB_HOSTS_FILE": str(hosts_file)})
         print(f"\nlab {lab.name} up and deployed in {time.monotonic() - started:.0f}s: "
               f"{first.describe()}")
         yield Cluster(lab, hosts_file, data, evidence, vip, readonly_vip, first)
