@@ -34,7 +34,7 @@ from tests.integration.deploy.backup_helpers import (
     sql,
     ssh,
 )
-from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab, admin_dsn
+from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab, admin_dsn, timed
 
 REPO_PATH = "/var/lib/pgbackrest"
 
@@ -47,7 +47,8 @@ def lab() -> Iterator[Deployed]:
     specs = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
              sandbox_hosts.HostSpec("bk", ("backup",)), sandbox_hosts.HostSpec("spare")]
     try:
-        booted = sandbox_hosts.up(name, specs)
+        with timed(name, "up"):
+            booted = sandbox_hosts.up(name, specs)
         try:
             env = {"BGDB_LAB": name}
             started = time.monotonic()
@@ -61,7 +62,8 @@ def lab() -> Iterator[Deployed]:
             yield Deployed(booted, result, env)
         finally:
             if not KEEP:
-                sandbox_hosts.down(name)
+                with timed(name, "down"):
+                    sandbox_hosts.down(name)
     finally:
         lock.close()
 

@@ -25,7 +25,7 @@ from deploy.settings import replication_slot_name
 from sandbox import hosts as sandbox_hosts
 from sandbox import paths
 from tests.integration.checks.test_readiness_breaks_ops import run_checks
-from tests.sandbox_fixtures import KEEP, Deployed, admin_dsn
+from tests.sandbox_fixtures import KEEP, Deployed, admin_dsn, timed
 
 REPO = Path(__file__).resolve().parents[3]
 SPECS = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
@@ -59,13 +59,15 @@ def lab() -> Iterator[Deployed]:
         pytest.fail("every repl lab name is in use by another session")
     try:
         started = time.monotonic()
-        booted = sandbox_hosts.up(name, SPECS)
+        with timed(name, "up"):
+            booted = sandbox_hosts.up(name, SPECS)
         print(f"\nlab {name} up in {time.monotonic() - started:.1f}s")
         try:
             yield _deployed(booted)
         finally:
             if not KEEP:
-                sandbox_hosts.down(name)
+                with timed(name, "down"):
+                    sandbox_hosts.down(name)
     finally:
         lock.close()
 

@@ -43,7 +43,7 @@ from sandbox import paths
 from tests.integration.background_agents.test_through_pgbouncer import seed_env
 from tests.integration.checks.test_readiness_breaks_ops import capture, run_checks
 from tests.integration.monitoring.smtp_sink import SmtpSink
-from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab
+from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab, timed
 
 REPO = Path(__file__).resolve().parents[3]
 INTERVAL = 5  # scrape, evaluation and the agents' heartbeat interval, seconds
@@ -190,7 +190,8 @@ def stack() -> Iterator[Stack]:
     fleet = None
     try:
         started = time.monotonic()
-        booted = sandbox_hosts.up(name, SPECS)
+        with timed(name, "up"):
+            booted = sandbox_hosts.up(name, SPECS)
         env = {"BGDB_LAB": name}
         result = run_deploy({**env, "BGDB_EXTRA_DATA": json.dumps(settings),
                              SMTP_PASSWORD_ENV: password})
@@ -213,7 +214,8 @@ def stack() -> Iterator[Stack]:
         receiver.shutdown()
         sink.shutdown()
         if not KEEP:
-            sandbox_hosts.down(name)
+            with timed(name, "down"):
+                sandbox_hosts.down(name)
         lock.close()
 
 
