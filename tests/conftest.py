@@ -59,9 +59,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
             f"  {e['worker']:<5} {e['lab']:<10} {e['what']}")
 
 
-# Last, after the unit tests (seconds), so it runs alone: the HA module times failovers and its
-# load test must meet the seed's KPIs; beside another lab's deploy it took 7.9 min instead of
-# ~6 and missed a KPI by a hair (p95 107 ms) in one CI run.
+# Last, after the unit tests (seconds), so it runs alone: the HA module times failovers and
+# loads the cluster; beside another lab's deploy it took 7.9 min instead of ~6 in one CI run.
 LAST_MODULES = ("tests/integration/ha/test_failover.py",)
 
 

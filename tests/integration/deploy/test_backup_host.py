@@ -34,38 +34,28 @@ from tests.integration.deploy.backup_helpers import (
     sql,
     ssh,
 )
-from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab, admin_dsn, timed
+from tests.sandbox_fixtures import LAB, Deployed, admin_dsn, booted_lab
 
 REPO_PATH = "/var/lib/pgbackrest"
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Deployed]:
-    name, lock = _claim_lab()
     # A third, plain host to restore onto (a spare): not deployed, PostgreSQL installed by the
     # restore command.
     specs = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
              sandbox_hosts.HostSpec("bk", ("backup",)), sandbox_hosts.HostSpec("spare")]
-    try:
-        with timed(name, "up"):
-            booted = sandbox_hosts.up(name, specs)
-        try:
-            env = {"BGDB_LAB": name}
-            started = time.monotonic()
-            result = run_deploy(env)
-            print(f"first deploy with a backup host: {result.describe()}, "
-                  f"{time.monotonic() - started:.0f}s")
-            if result.returncode != 0 or result.errors:
-                (booted.dir / "first-deploy.log").write_text(result.output)
-                pytest.fail(f"first deploy failed ({result.describe()}):\n"
-                            f"{result.output[-8000:]}")
-            yield Deployed(booted, result, env)
-        finally:
-            if not KEEP:
-                with timed(name, "down"):
-                    sandbox_hosts.down(name)
-    finally:
-        lock.close()
+    with booted_lab(LAB, specs) as booted:
+        env = {"BGDB_LAB": booted.name}
+        started = time.monotonic()
+        result = run_deploy(env)
+        print(f"first deploy with a backup host: {result.describe()}, "
+              f"{time.monotonic() - started:.0f}s")
+        if result.returncode != 0 or result.errors:
+            (booted.dir / "first-deploy.log").write_text(result.output)
+            pytest.fail(f"first deploy failed ({result.describe()}):\n"
+                        f"{result.output[-8000:]}")
+        yield Deployed(booted, result, env)
 
 
 def backup_host(lab: Deployed) -> str:

@@ -4,7 +4,6 @@ since it makes rep1 the primary."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
@@ -23,9 +22,8 @@ from deploy import pgsql, postgres, replica, secrets
 from deploy.runner import DeployResult, run_deploy
 from deploy.settings import replication_slot_name
 from sandbox import hosts as sandbox_hosts
-from sandbox import paths
 from tests.integration.checks.test_readiness_breaks_ops import run_checks
-from tests.sandbox_fixtures import KEEP, Deployed, admin_dsn, timed
+from tests.sandbox_fixtures import Deployed, admin_dsn, booted_lab
 
 REPO = Path(__file__).resolve().parents[3]
 SPECS = [sandbox_hosts.HostSpec("db1", ("postgres_primary", "monitoring")),
@@ -46,30 +44,10 @@ def lab() -> Iterator[Deployed]:
     if os.environ.get("BGDB_REPL_LAB"):
         yield _deployed(sandbox_hosts.Lab.load(os.environ["BGDB_REPL_LAB"]))
         return
-    paths.LABS.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 6):
-        name = "repl" if i == 1 else f"repl{i}"
-        lock = open(paths.LABS / f".{name}.lock", "w")  # noqa: SIM115 - held for the module
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            lock.close()
-    else:
-        pytest.fail("every repl lab name is in use by another session")
-    try:
-        started = time.monotonic()
-        with timed(name, "up"):
-            booted = sandbox_hosts.up(name, SPECS)
-        print(f"\nlab {name} up in {time.monotonic() - started:.1f}s")
-        try:
-            yield _deployed(booted)
-        finally:
-            if not KEEP:
-                with timed(name, "down"):
-                    sandbox_hosts.down(name)
-    finally:
-        lock.close()
+    started = time.monotonic()
+    with booted_lab("repl", SPECS) as booted:
+        print(f"\nlab {booted.name} up in {time.monotonic() - started:.1f}s")
+        yield _deployed(booted)
 
 
 def _deployed(booted: sandbox_hosts.Lab | None) -> Deployed:

@@ -43,7 +43,7 @@ from sandbox import paths
 from tests.integration.background_agents.test_through_pgbouncer import seed_env
 from tests.integration.checks.test_readiness_breaks_ops import capture, run_checks
 from tests.integration.monitoring.smtp_sink import SmtpSink
-from tests.sandbox_fixtures import KEEP, Deployed, _claim_lab, timed
+from tests.sandbox_fixtures import LAB, Deployed, booted_lab
 
 REPO = Path(__file__).resolve().parents[3]
 INTERVAL = 5  # scrape, evaluation and the agents' heartbeat interval, seconds
@@ -176,10 +176,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    name, lock = _claim_lab()
     receiver, sink = Receiver(), SmtpSink(str(paths.GATEWAY))
-    for server in (receiver, sink):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
     password = uuid.uuid4().hex  # the relay's login password, as an operator would set it
     settings = {**FAST, "monitoring_alert_webhook_urls": [receiver.url],
                 "monitoring_alert_email_to": [MAIL_TO], "monitoring_smtp_from": MAIL_FROM,
@@ -187,36 +184,33 @@ def stack() -> Iterator[Stack]:
                 "monitoring_smtp_auth_username": SMTP_USER,
                 # the sink has no STARTTLS: a relay on a trusted network
                 "monitoring_smtp_require_tls": False}
-    fleet = None
-    try:
-        started = time.monotonic()
-        with timed(name, "up"):
-            booted = sandbox_hosts.up(name, SPECS)
-        env = {"BGDB_LAB": name}
-        result = run_deploy({**env, "BGDB_EXTRA_DATA": json.dumps(settings),
-                             SMTP_PASSWORD_ENV: password})
-        assert result.returncode == 0 and not result.errors, result.output[-6000:]
-        print(f"\nlab {name} (primary+monitoring, replica, backup host) up and deployed with "
-              f"fast monitoring settings: {time.monotonic() - started:.1f} s")
-        deployed = Deployed(booted, result, env)
-        fleet = Fleet(seed_env(deployed))
-        fleet.start()
-        s = Stack(deployed, receiver, sink, password, result.output, fleet)
-        # Every agent series in Prometheus, and two scrapes after it for the rates.
-        s.wait("the agents' series in Prometheus", lambda: any(
-            r["metric"].get("agent_id", "").startswith(fleet.prefix) for r in s.api(
-                "/api/v1/query", query="bgdb_agent_last_heartbeat_age_seconds")["result"]))
-        time.sleep(3 * INTERVAL)
-        yield s
-    finally:
-        if fleet:
-            fleet.stop.set()
-        receiver.shutdown()
-        sink.shutdown()
-        if not KEEP:
-            with timed(name, "down"):
-                sandbox_hosts.down(name)
-        lock.close()
+    started = time.monotonic()
+    with booted_lab(LAB, SPECS) as booted:
+        for server in (receiver, sink):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        fleet = None
+        try:  # the agents and the receivers stop before the lab goes
+            env = {"BGDB_LAB": booted.name}
+            result = run_deploy({**env, "BGDB_EXTRA_DATA": json.dumps(settings),
+                                 SMTP_PASSWORD_ENV: password})
+            assert result.returncode == 0 and not result.errors, result.output[-6000:]
+            print(f"\nlab {booted.name} (primary+monitoring, replica, backup host) up and "
+                  f"deployed with fast monitoring settings: {time.monotonic() - started:.1f} s")
+            deployed = Deployed(booted, result, env)
+            fleet = Fleet(seed_env(deployed))
+            fleet.start()
+            s = Stack(deployed, receiver, sink, password, result.output, fleet)
+            # Every agent series in Prometheus, and two scrapes after it for the rates.
+            s.wait("the agents' series in Prometheus", lambda: any(
+                r["metric"].get("agent_id", "").startswith(fleet.prefix) for r in s.api(
+                    "/api/v1/query", query="bgdb_agent_last_heartbeat_age_seconds")["result"]))
+            time.sleep(3 * INTERVAL)
+            yield s
+        finally:
+            if fleet:
+                fleet.stop.set()
+            receiver.shutdown()
+            sink.shutdown()
 
 
 def _regex(value: str) -> str:
